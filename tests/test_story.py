@@ -589,3 +589,15 @@ def test_story_completed_is_the_last_event() -> None:
 
     assert isinstance(recorder.events[-1], StoryCompleted)
     assert isinstance(recorder.events[-2], FailureOccurred)
+
+
+def test_a_story_continued_from_another_process_keeps_the_remote_ids() -> None:
+    with StoryRecorder(
+        "POST /orders", parent_story_id="a" * 32, root_story_id="b" * 32
+    ) as recorder, story("DB"):
+        pass
+
+    started = {e.story_name: e for e in recorder.stories_started}
+    assert started["POST /orders"].parent_story_id == "a" * 32
+    assert started["POST /orders"].root_story_id == "b" * 32
+    assert started["DB"].root_story_id == "b" * 32

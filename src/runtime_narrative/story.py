@@ -65,13 +65,21 @@ class StoryRuntime:
         module: Optional[str],
         suppress_traceback: bool,
         parent: Optional[StoryRuntime],
+        remote_parent: Optional[tuple[str, Optional[str]]] = None,
     ) -> None:
         self.story_id = _new_story_id()
         self.story_name = story_name
-        self.parent_story_id = parent.story_id if parent is not None else None
-        self.root_story_id = (
-            parent.root_story_id if parent is not None else self.story_id
-        )
+        if parent is not None:
+            self.parent_story_id: Optional[str] = parent.story_id
+            self.root_story_id = parent.root_story_id
+        elif remote_parent is not None:
+            # A story continued from another process (an HTTP header, a task
+            # header, gRPC metadata): a sub-story of a story we cannot see.
+            self.parent_story_id = remote_parent[0]
+            self.root_story_id = remote_parent[1] or remote_parent[0]
+        else:
+            self.parent_story_id = None
+            self.root_story_id = self.story_id
         self.module = module
         self.dispatcher = dispatcher
         self.config = config
@@ -379,6 +387,7 @@ class Story:
             module=kwargs.get("module") or _caller_module(),
             suppress_traceback=bool(kwargs.get("suppress_traceback", False)),
             parent=parent,
+            remote_parent=_remote_parent(kwargs),
         )
         if total is not None:
             runtime.set_total_stages(total)
@@ -513,6 +522,8 @@ def story(
     dry_run: bool = False,
     module: Optional[str] = None,
     suppress_traceback: bool = False,
+    parent_story_id: Optional[str] = None,
+    root_story_id: Optional[str] = None,
 ) -> Story:
     """Open a story: ``with story("Import Customers") as runtime: ...``.
 
@@ -521,6 +532,10 @@ def story(
     and inherits the parent's renderers, diagnostics settings and analyzer
     unless given its own. ``renderers=None`` means the defaults (a
     ConsoleRenderer); ``renderers=[]`` means none.
+
+    ``parent_story_id`` and ``root_story_id`` continue a story from another
+    process (the integrations read them from request or task headers); they
+    apply only when no story is open here.
 
     The story never changes the exception that leaves it: the same object,
     traceback and chain, whatever a renderer or analyzer does.
@@ -538,6 +553,8 @@ def story(
         "dry_run": dry_run,
         "module": module,
         "suppress_traceback": suppress_traceback,
+        "parent_story_id": parent_story_id,
+        "root_story_id": root_story_id,
     }
     if background_analysis is not None:
         kwargs["background_analysis"] = background_analysis
@@ -559,6 +576,8 @@ STORY_KWARGS = frozenset(
         "dry_run",
         "module",
         "suppress_traceback",
+        "parent_story_id",
+        "root_story_id",
     }
 )
 
@@ -575,6 +594,13 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
         not isinstance(total, int) or isinstance(total, bool) or total < 0
     ):
         raise ValueError(f"total_stages must be an int >= 0; got {total!r}")
+
+
+def _remote_parent(kwargs: dict[str, Any]) -> Optional[tuple[str, Optional[str]]]:
+    parent_id = kwargs.get("parent_story_id")
+    if not parent_id:
+        return None
+    return str(parent_id), kwargs.get("root_story_id") or None
 
 
 def _overrides(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -377,8 +377,10 @@ def _snippet(
     last = where.lineno + context
     width = len(str(last))
     rows = []
+    lines = []
     for number in range(first, last + 1):
         line = _source_line(where.filename, number)
+        lines.append(line.strip())
         if not line and number > where.lineno:
             break
         text = line.rstrip("\r\n")
@@ -386,7 +388,7 @@ def _snippet(
             text = text[:MAX_LINE_CHARS] + "..."
         mark = ">" if number == where.lineno else " "
         rows.append(f"{mark}   {number:>{width}} | {text}")
-    if not any(row.startswith(">") for row in rows):
+    if not any(row.startswith(">") for row in rows) or not "".join(lines):
         return None
     return redactor.redact_text("\n".join(rows))
 

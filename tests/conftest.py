@@ -24,7 +24,9 @@ class _Collector(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-def internal_errors(request: pytest.FixtureRequest) -> Iterator[list[logging.LogRecord]]:
+def internal_errors(
+    request: pytest.FixtureRequest,
+) -> Iterator[list[logging.LogRecord]]:
     """Records of ERROR and above on the package logger during the test."""
     collector = _Collector()
     logger = logging.getLogger("runtime_narrative")

@@ -260,7 +260,9 @@ def test_a_socket_style_timeout_is_a_failure() -> None:
     recorder.assert_stage_failed("Connect", error_type="TimeoutError")
 
 
-async def test_a_second_cancellation_while_closing_still_lets_story_completed_out() -> None:
+async def test_a_second_cancellation_while_closing_still_lets_story_completed_out() -> (
+    None
+):
     delivered: list[str] = []
     closing = asyncio.Event()
 

@@ -30,7 +30,10 @@ async def insert_rows(rows: list[str]) -> int:
 def test_stage_decorator_keeps_name_doc_and_signature() -> None:
     assert load_csv.__name__ == "load_csv"
     assert load_csv.__doc__ == "Read the rows."
-    assert str(inspect.signature(load_csv)) == "(path: 'str', *, limit: 'int' = 10) -> 'list[str]'"
+    assert (
+        str(inspect.signature(load_csv))
+        == "(path: 'str', *, limit: 'int' = 10) -> 'list[str]'"
+    )
     assert inspect.iscoroutinefunction(insert_rows)
     assert insert_rows.__name__ == "insert_rows"
 

@@ -26,7 +26,9 @@ from runtime_narrative.testing import StoryRecorder
 
 
 def _tb_frames(exc: BaseException) -> list[tuple[str, int]]:
-    return [(f.filename, f.lineno or 0) for f in traceback.extract_tb(exc.__traceback__)]
+    return [
+        (f.filename, f.lineno or 0) for f in traceback.extract_tb(exc.__traceback__)
+    ]
 
 
 # -- lifecycle ---------------------------------------------------------------
@@ -124,7 +126,9 @@ def test_optional_stage_outside_a_story_is_a_no_op() -> None:
     assert not has_active_story()
 
 
-def test_renderers_empty_list_means_no_renderers(capsys: pytest.CaptureFixture[str]) -> None:
+def test_renderers_empty_list_means_no_renderers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with story("Quiet", renderers=[]), stage("Load"):
         pass
 
@@ -421,7 +425,9 @@ def test_sub_story_carries_parent_and_root_ids_and_inherits_renderers() -> None:
     query = next(e for e in recorder.stages_started if e.stage_name == "Query")
     assert query.story_id == started["DB"].story_id
     assert query.parent_stage_name is None
-    persist_done = next(e for e in recorder.stages_completed if e.stage_name == "Persist")
+    persist_done = next(
+        e for e in recorder.stages_completed if e.stage_name == "Persist"
+    )
     assert persist_done.story_id == root
 
 
@@ -437,7 +443,9 @@ def test_sub_story_fails_on_its_own_without_failing_the_parent() -> None:
     completed = {e.story_name: e for e in recorder.stories_completed}
     assert completed["DB"].success is False
     assert completed["API"].success is True
-    assert [(f.story_name, f.stage_name) for f in recorder.failures] == [("DB", "Query")]
+    assert [(f.story_name, f.stage_name) for f in recorder.failures] == [
+        ("DB", "Query")
+    ]
 
 
 def test_one_failure_per_story_an_exception_crosses() -> None:
@@ -592,9 +600,12 @@ def test_story_completed_is_the_last_event() -> None:
 
 
 def test_a_story_continued_from_another_process_keeps_the_remote_ids() -> None:
-    with StoryRecorder(
-        "POST /orders", parent_story_id="a" * 32, root_story_id="b" * 32
-    ) as recorder, story("DB"):
+    with (
+        StoryRecorder(
+            "POST /orders", parent_story_id="a" * 32, root_story_id="b" * 32
+        ) as recorder,
+        story("DB"),
+    ):
         pass
 
     started = {e.story_name: e for e in recorder.stories_started}

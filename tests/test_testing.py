@@ -51,7 +51,7 @@ def test_assert_stage_failed_with_another_type_shows_what_was_recorded() -> None
 def test_assert_story_completed_with_the_wrong_outcome() -> None:
     recorder = _failed_story()
 
-    with pytest.raises(AssertionError, match="success=True.*success=False"):
+    with pytest.raises(AssertionError, match=r"success=True.*success=False"):
         recorder.assert_story_completed(success=True)
 
 

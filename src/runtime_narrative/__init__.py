@@ -8,14 +8,12 @@ imported here; everything else is loaded on first use, so
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._context import has_active_story
 from ._errors import StoryNotActiveError
 from ._threads import with_story_context
 from .diagnostics.config import FailureDiagnosticsConfig, effective_diagnostics_mode
 from .events import (
-    Event,
     FailureOccurred,
     LLMAnalysisReady,
     LogRecorded,
@@ -29,8 +27,14 @@ from .story import Story, StoryRuntime, http_outcome, story
 
 __version__ = "0.1.0"
 
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Public name -> the module that defines it, imported on first access.
 _LAZY: dict[str, str] = {
+    "Event": "events",
     "runtime_narrative_stage": "decorators",
     "runtime_narrative_story": "decorators",
     "narrative_class": "instrument",
@@ -39,7 +43,7 @@ _LAZY: dict[str, str] = {
     "instrument_module": "instrument",
     "auto_instrument": "instrument",
     "StoryRecorder": "testing",
-    "build_enriched_failure": "diagnostics.capture",
+    "build_enriched_failure": "diagnostics._capture",
     "FailureDiagnostics": "diagnostics._model",
     "ConsoleRenderer": "renderers.console",
     "JsonRenderer": "renderers.json",
@@ -74,30 +78,68 @@ _LAZY: dict[str, str] = {
     "RuntimeNarrativeAsyncInterceptor": "integrations.grpc",
 }
 
-__all__ = sorted(
-    [
-        "Event",
-        "FailureDiagnosticsConfig",
-        "FailureOccurred",
-        "LLMAnalysisReady",
-        "LogRecorded",
-        "Stage",
-        "StageCompleted",
-        "StageStarted",
-        "Story",
-        "StoryCompleted",
-        "StoryNotActiveError",
-        "StoryRuntime",
-        "StoryStarted",
-        "effective_diagnostics_mode",
-        "has_active_story",
-        "http_outcome",
-        "stage",
-        "story",
-        "with_story_context",
-        *_LAZY,
-    ]
-)
+__all__ = [
+    "AlertRoutingRenderer",
+    "AnthropicFailureAnalyzer",
+    "CoalescingRenderer",
+    "ConsoleRenderer",
+    "DeduplicatingAnalyzer",
+    "Event",
+    "FailureAnalyzer",
+    "FailureDiagnostics",
+    "FailureDiagnosticsConfig",
+    "FailureOccurred",
+    "FilteredRenderer",
+    "HtmlReportRenderer",
+    "HttpWebhookDestination",
+    "JsonRenderer",
+    "LLMAnalysisReady",
+    "LLMFailureAnalyzer",
+    "LogRecorded",
+    "NarrativeLogHandler",
+    "NarrativeTask",
+    "NarrativeTaskGroup",
+    "NarrativeTaskGroupError",
+    "OllamaFailureAnalyzer",
+    "OtelLogRenderer",
+    "OtelMetricsRenderer",
+    "OtelRenderer",
+    "PostgresStoryRenderer",
+    "PrometheusRenderer",
+    "RotatingJsonRenderer",
+    "RulesFailureAnalyzer",
+    "RuntimeNarrativeAsyncInterceptor",
+    "RuntimeNarrativeDjangoMiddleware",
+    "RuntimeNarrativeDjangoSyncMiddleware",
+    "RuntimeNarrativeInterceptor",
+    "RuntimeNarrativeMiddleware",
+    "SlackWebhookDestination",
+    "SqliteStoryRenderer",
+    "Stage",
+    "StageCompleted",
+    "StageStarted",
+    "Story",
+    "StoryCompleted",
+    "StoryNotActiveError",
+    "StoryRecorder",
+    "StoryRuntime",
+    "StoryStarted",
+    "auto_instrument",
+    "build_enriched_failure",
+    "connect_narrative",
+    "effective_diagnostics_mode",
+    "has_active_story",
+    "http_outcome",
+    "instrument_module",
+    "narrative_class",
+    "narrative_stage",
+    "no_stage",
+    "runtime_narrative_stage",
+    "runtime_narrative_story",
+    "stage",
+    "story",
+    "with_story_context",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -117,6 +159,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - names for type checkers and IDEs
     from .decorators import runtime_narrative_stage, runtime_narrative_story
     from .diagnostics._model import FailureDiagnostics
+    from .events import Event
     from .renderers.console import ConsoleRenderer
     from .renderers.json import JsonRenderer
     from .testing import StoryRecorder

@@ -9,9 +9,12 @@ stages can never appear in it.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Optional
 
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Optional
+
     from .story import StoryRuntime
 
 __all__ = ["Scope", "current_scope", "has_active_story"]
@@ -69,7 +72,5 @@ def leave(scope: Scope) -> None:
     of a generator that was never resumed) are closed with it.
     """
     current = current_scope.get()
-    if current is scope:
-        current_scope.set(scope.parent)
-    elif scope.encloses(current):
+    if current is scope or scope.encloses(current):
         current_scope.set(scope.parent)

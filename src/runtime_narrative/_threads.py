@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from typing import Any, Callable, TypeVar
+
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
+
+    R = TypeVar("R")
 
 __all__ = ["with_story_context"]
-
-R = TypeVar("R")
 
 
 def with_story_context(function: Callable[..., R]) -> Callable[..., R]:

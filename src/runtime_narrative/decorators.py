@@ -13,6 +13,7 @@ import inspect
 from collections.abc import AsyncGenerator, Generator
 from typing import Any, Callable, Optional, TypeVar, overload
 
+from ._context import current_scope
 from .stage import Stage
 from .story import STORY_KWARGS, Story
 
@@ -21,28 +22,25 @@ __all__ = ["runtime_narrative_stage", "runtime_narrative_story", "wrap_in"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def wrap_in(function: F, make_context: Callable[[], Any]) -> F:
+def wrap_in(
+    function: F, make_context: Callable[[], Any], *, skip_outside_story: bool = False
+) -> F:
     """Wrap ``function`` so each call runs inside ``make_context()``.
 
     ``make_context`` returns a fresh context manager usable with ``with`` and
-    ``async with`` (a Story or a Stage).
+    ``async with`` (a Story or a Stage). With ``skip_outside_story`` a call made
+    while no story is open goes straight to ``function``: one ContextVar read
+    is all it costs.
     """
+    if skip_outside_story:
+        return _wrap_when_in_story(function, make_context)
     if inspect.isasyncgenfunction(function):
 
         @functools.wraps(function)
         async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
             async with make_context():
-                agen = function(*args, **kwargs)
-                try:
-                    sent = None
-                    while True:
-                        try:
-                            item = await agen.asend(sent)
-                        except StopAsyncIteration:
-                            return
-                        sent = yield item
-                finally:
-                    await agen.aclose()
+                async for item in _forward(function(*args, **kwargs)):
+                    yield item
 
         return async_gen_wrapper  # type: ignore[return-value]
 
@@ -72,6 +70,76 @@ def wrap_in(function: F, make_context: Callable[[], Any]) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
+    """``wrap_in`` for code that may run with no story open (instrumentation)."""
+    if inspect.isasyncgenfunction(function):
+
+        @functools.wraps(function)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            # Decided when iteration starts, which is when the stage would open.
+            if current_scope.get() is None:
+                async for item in _forward(function(*args, **kwargs)):
+                    yield item
+                return
+            async with make_context():
+                async for item in _forward(function(*args, **kwargs)):
+                    yield item
+
+        return async_gen_wrapper  # type: ignore[return-value]
+
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if current_scope.get() is None:
+                return await function(*args, **kwargs)
+            async with make_context():
+                return await function(*args, **kwargs)
+
+        return async_wrapper  # type: ignore[return-value]
+
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            if current_scope.get() is None:
+                return (yield from function(*args, **kwargs))
+            with make_context():
+                return (yield from function(*args, **kwargs))
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_scope.get() is None:
+            return function(*args, **kwargs)
+        with make_context():
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _forward(agen: Any) -> AsyncGenerator[Any, Any]:
+    """An async generator that relays ``agen``, values sent in included.
+
+    ``async for`` alone would drop what the caller passes to ``asend()``.
+    """
+
+    async def relay() -> AsyncGenerator[Any, Any]:
+        try:
+            sent = None
+            while True:
+                try:
+                    item = await agen.asend(sent)
+                except StopAsyncIteration:
+                    return
+                sent = yield item
+        finally:
+            await agen.aclose()
+
+    return relay()
+
+
 @overload
 def runtime_narrative_story(name: F) -> F: ...
 @overload
@@ -80,9 +148,7 @@ def runtime_narrative_story(
 ) -> Callable[[F], F]: ...
 
 
-def runtime_narrative_story(
-    name: Any = None, **story_kwargs: Any
-) -> Any:
+def runtime_narrative_story(name: Any = None, **story_kwargs: Any) -> Any:
     """Run each call of the decorated function as a story.
 
     Takes the same keyword arguments as ``story()``. Without a name, the

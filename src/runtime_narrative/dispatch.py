@@ -18,13 +18,14 @@ Delivery rules:
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Awaitable, Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, Callable, Optional
+import _thread
 
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Awaitable, Coroutine, Iterable
+    from typing import Any, Callable, Optional
 
 __all__ = [
     "ASYNC_DELIVERY_TIMEOUT",
@@ -32,13 +33,11 @@ __all__ = [
     "delivery_failures",
 ]
 
-logger = logging.getLogger("runtime_narrative")
-
 #: Longest wait, in seconds, for an async renderer called from a sync story.
 ASYNC_DELIVERY_TIMEOUT = 10.0
 
 _failures = 0
-_failures_lock = threading.Lock()
+_failures_lock = _thread.allocate_lock()
 
 
 def delivery_failures() -> int:
@@ -51,7 +50,9 @@ def report_renderer_error(renderer: object, event: object, exc: BaseException) -
     global _failures
     with _failures_lock:
         _failures += 1
-    logger.error(
+    import logging  # only on this error path; logging is slow to import
+
+    logging.getLogger("runtime_narrative").error(
         "renderer %s failed on %s for story %r; the story goes on",
         _name(renderer),
         type(event).__name__,
@@ -192,11 +193,12 @@ class _Bridge:
     """A private event loop on a daemon thread, for async renderers in sync code."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
         import asyncio
+        import threading
 
         with self._lock:
             if self._loop is None or self._loop.is_closed():

@@ -11,7 +11,11 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional, Union
+
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
 
 __all__ = [
     "STORY_BODY",
@@ -176,7 +180,7 @@ class LogRecorded(_EventBase):
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-Event = Union[
+_EVENT_TYPES = (
     StoryStarted,
     StageStarted,
     StageCompleted,
@@ -184,7 +188,30 @@ Event = Union[
     StoryCompleted,
     LLMAnalysisReady,
     LogRecorded,
-]
+)
+
+if TYPE_CHECKING:
+    Event = Union[
+        StoryStarted,
+        StageStarted,
+        StageCompleted,
+        FailureOccurred,
+        StoryCompleted,
+        LLMAnalysisReady,
+        LogRecorded,
+    ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``Event``, the union of all event types, is built on first use so that
+    # importing the events does not import typing.
+    if name == "Event":
+        from typing import Union
+
+        event = Union[_EVENT_TYPES]  # type: ignore[valid-type]
+        globals()["Event"] = event
+        return event
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def json_safe(value: Any, _depth: int = 0) -> Any:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Optional
 
 from ._context import Scope, current_scope, leave
 from ._errors import StoryNotActiveError
 from .events import StageCompleted, StageStarted
 from .story import _is_cancellation
+
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 __all__ = ["Stage", "stage"]
 
@@ -75,7 +79,9 @@ class Stage:
         self._t0 = _perf_counter()
         return event
 
-    def _close(self, exc: Optional[BaseException]) -> tuple[Optional[StageCompleted], bool]:
+    def _close(
+        self, exc: Optional[BaseException]
+    ) -> tuple[Optional[StageCompleted], bool]:
         """Leave the stage; return the completion event and whether to suppress."""
         duration = _perf_counter() - self._t0
         scope = self._scope

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import os
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterable
 from datetime import datetime, timezone
-from http import HTTPStatus
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional
 
 from ._context import Scope, current_scope, leave
 from .diagnostics.config import FailureDiagnosticsConfig
 from .dispatch import Dispatcher
 from .events import (
     STORY_BODY,
-    FailureOccurred,
     StoryCompleted,
     StoryStarted,
 )
 
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any, Optional
 
 __all__ = ["Story", "StoryRuntime", "http_outcome", "story"]
 
@@ -69,8 +69,10 @@ class StoryRuntime:
     ) -> None:
         self.story_id = _new_story_id()
         self.story_name = story_name
+        self.parent_story_id: Optional[str]
+        self.root_story_id: str
         if parent is not None:
-            self.parent_story_id: Optional[str] = parent.story_id
+            self.parent_story_id = parent.story_id
             self.root_story_id = parent.root_story_id
         elif remote_parent is not None:
             # A story continued from another process (an HTTP header, a task
@@ -89,6 +91,7 @@ class StoryRuntime:
         self.suppress_traceback = suppress_traceback
         self.total_stages = total_stages
         self.outcome = ""
+        self.failure_reason: Optional[str] = None
         self.success: Optional[bool] = None
         self.started_at = _now()
         self.duration_seconds: Optional[float] = None
@@ -100,8 +103,8 @@ class StoryRuntime:
         # the step that encloses it.
         self._top_started = 0
         self._top_completed = 0
-        self._owner_thread = threading.get_ident()
-        self._lock: Optional[threading.Lock] = None
+        self._owner_thread = _thread.get_ident()
+        self._lock: Optional[_thread.LockType] = None
         self._timeline: deque[tuple[str, str, float]] = deque(maxlen=_TIMELINE_LENGTH)
         self._timeline_dropped = 0
         # Exceptions cannot be weakly referenced, so these hold them, bounded,
@@ -141,6 +144,18 @@ class StoryRuntime:
         """Label how the story ended (``"200 OK"``); carried on StoryCompleted."""
         self.outcome = str(outcome)
 
+    def mark_failed(self, reason: str) -> None:
+        """End the story as failed although no exception leaves it.
+
+        For outcomes that are failures without a Python exception, such as
+        an HTTP 500 response or a gRPC ``INTERNAL`` status set by a handler:
+        StoryCompleted gets ``success=False`` and status ``failed``, and no
+        FailureOccurred is emitted (there is nothing to diagnose).
+        ``reason`` is kept as ``failure_reason``; the outcome label is set
+        separately with ``set_outcome``.
+        """
+        self.failure_reason = str(reason)
+
     # -- bookkeeping used by stage() ------------------------------------------
 
     def _next_stage_index(self, depth: int) -> int:
@@ -150,8 +165,8 @@ class StoryRuntime:
         # next() on itertools.count is atomic, so this write can only lag.
         if index >= self._stages_started:
             self._stages_started = index + 1
-        if threading.get_ident() != self._owner_thread and self._lock is None:
-            self._lock = threading.Lock()
+        if self._lock is None and _thread.get_ident() != self._owner_thread:
+            self._lock = _thread.allocate_lock()
         return index
 
     def _stage_done(self, name: str, status: str, duration: float, depth: int) -> None:
@@ -263,6 +278,8 @@ class _Recorded:
 
 def http_outcome(status_code: int) -> str:
     """``200`` → ``"200 OK"``; an unknown code is returned as its number."""
+    from http import HTTPStatus
+
     try:
         return f"{int(status_code)} {HTTPStatus(int(status_code)).phrase}"
     except ValueError:
@@ -457,7 +474,8 @@ class Story:
 
     def _take(self) -> tuple[StoryRuntime, Scope]:
         runtime, scope = self.runtime, self._scope
-        assert runtime is not None and scope is not None, "story exited unopened"
+        assert runtime is not None, "story exited unopened"
+        assert scope is not None, "story exited unopened"
         runtime.duration_seconds = time.perf_counter() - runtime._t0
         return runtime, scope
 
@@ -664,6 +682,8 @@ def _completed_event(
     runtime: StoryRuntime, exc: Optional[BaseException]
 ) -> StoryCompleted:
     success, status = _status_of(exc)
+    if success and runtime.failure_reason is not None:
+        success, status = False, "failed"
     if isinstance(exc, Exception) and runtime.dry_run and status == "failed":
         # A dry run suppresses stage bodies only; an error outside any stage
         # still fails the story.
@@ -711,7 +731,7 @@ async def _deliver_despite_cancellation(
         try:
             await asyncio.shield(task)
             break
-        except asyncio.CancelledError as exc:  # noqa: PERF203
+        except asyncio.CancelledError as exc:
             cancelled = exc
             if task.done():
                 break

@@ -164,7 +164,9 @@ class StoryRecorder:
         completed = self.stories_completed
         if not completed:
             kinds = _kinds(self.events)
-            raise AssertionError(f"expected StoryCompleted; recorded events were {kinds}")
+            raise AssertionError(
+                f"expected StoryCompleted; recorded events were {kinds}"
+            )
         if success is not None and completed[-1].success is not success:
             last = completed[-1]
             raise AssertionError(

@@ -6,7 +6,11 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+
+# typing costs milliseconds at import; it is needed only by type checkers.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
 
 __all__ = [
     "DEFAULT_REDACT_KEYS",

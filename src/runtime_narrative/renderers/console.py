@@ -377,9 +377,8 @@ class ConsoleRenderer:
         lines = [f"{pad}{error}{self._reset}{message}"]
 
         if event.filename:
-            where = (
-                f"{event.filename}:{event.lineno}" if event.lineno else event.filename
-            )
+            shown = _display_path(event.filename)
+            where = f"{shown}:{event.lineno}" if event.lineno else shown
             function = f"  {event.function}" if event.function else ""
             lines.append(self._labelled(pad, "Location:", where + function))
         if event.source_line:
@@ -676,3 +675,12 @@ def _can_encode(stream: object, glyphs: _Glyphs) -> bool:
     except (LookupError, UnicodeError, TypeError):
         return False
     return True
+
+
+def _display_path(filename: str) -> str:
+    """A path under the working directory is shown relative to it."""
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        return filename
+    return filename if relative.startswith("..") else relative

@@ -1,15 +1,17 @@
 """stage(): a named step of the active story.
 
-This is the hot path. Entering and leaving a stage reads one ContextVar,
-allocates one scope and the two events (only when the story has renderers),
-and walks no frames.
+This is the hot path. A stage is itself the scope it pushes onto the
+context's stack, so entering and leaving one reads and writes one
+ContextVar, allocates nothing but the two events (and those only when the
+story has renderers), takes no lock unless a second thread has joined the
+story, and walks no frames.
 """
 
 from __future__ import annotations
 
+import _thread
 import time
 from datetime import datetime, timezone
-from types import TracebackType
 
 from ._context import Scope, current_scope, leave
 from ._errors import StoryNotActiveError
@@ -19,113 +21,164 @@ from .story import _is_cancellation
 # typing costs milliseconds at import; it is needed only by type checkers.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from types import TracebackType
     from typing import Optional
+
+    from .story import StoryRuntime
 
 __all__ = ["Stage", "stage"]
 
 _UTC = timezone.utc
-_perf_counter = time.perf_counter
 _now = datetime.now
+_perf_counter = time.perf_counter
+_get_ident = _thread.get_ident
+_get_scope = current_scope.get
+_set_scope = current_scope.set
 
 
-class Stage:
-    """A stage, entered with ``with`` or ``async with``. See ``stage()``.
+class Stage(Scope):
+    """A stage, entered with ``with`` or ``async with``; ``stage`` is this class.
 
-    One Stage object is one run of the stage: create a new one each time
-    (``with stage("Load"):`` does).
+    ``with stage("Load CSV"):`` opens a named step of the active story.
+    Stages nest; each gets a 0-based ``stage_index`` in start order and the
+    enclosing stage as ``parent_stage_name``. Outside a story a stage raises
+    StoryNotActiveError, unless ``optional=True`` makes it a no-op.
+
+    One Stage object is one run of the stage: ``with stage(...)`` makes a new
+    one each time. Once entered, its scope fields never change.
     """
 
-    __slots__ = ("_scope", "_t0", "module", "name", "optional")
+    __slots__ = ("_t0", "module", "optional")
 
     def __init__(
         self, name: str, *, optional: bool = False, module: Optional[str] = None
     ) -> None:
-        self.name = name
+        self.stage_name = name
         self.optional = optional
         self.module = module
-        self._scope: Optional[Scope] = None
-        self._t0 = 0.0
+        self.runtime = None  # type: ignore[assignment]  # set on entry
+
+    @property
+    def name(self) -> str:
+        return self.stage_name  # type: ignore[return-value]
+
+    # -- entering ------------------------------------------------------------
 
     def _open(self) -> Optional[StageStarted]:
-        parent = current_scope.get()
+        parent = _get_scope()
         if parent is None:
             if self.optional:
                 return None
             raise StoryNotActiveError(
-                f"stage({self.name!r}) needs an open story: wrap it in"
+                f"stage({self.stage_name!r}) needs an open story: wrap it in"
                 " `with story(...)`, or use stage(..., optional=True); work run"
                 " in a thread pool joins the caller's story when submitted as"
                 " with_story_context(fn)"
             )
         runtime = parent.runtime
         depth = parent.depth + 1
-        index = runtime._next_stage_index(depth)
-        scope = Scope(runtime, self.name, index, parent, depth)
-        self._scope = scope
-        current_scope.set(scope)
-        event = None
-        if runtime.dispatcher:
-            event = StageStarted(
-                story_id=runtime.story_id,
-                stage_name=self.name,
-                timestamp=_now(_UTC),
-                stage_index=index,
-                parent_stage_name=parent.stage_name,
-                story_name=runtime.story_name,
-                root_story_id=runtime.root_story_id,
-                module=self.module or runtime.module,
-                depth=scope.depth,
-            )
+        index = next(runtime._stage_counter)  # atomic, so safe across threads
+        runtime._stages_started = index + 1
+        if depth == 0:
+            runtime._top_started += 1
+        if runtime._lock is None and _get_ident() != runtime._owner_thread:
+            runtime._lock = _thread.allocate_lock()
+        self.runtime = runtime
+        self.parent = parent
+        self.depth = depth
+        self.stage_index = index
+        _set_scope(self)
+        if not runtime.dispatcher._entries:
+            return None
+        return StageStarted(
+            story_id=runtime.story_id,
+            stage_name=self.stage_name,  # type: ignore[arg-type]
+            timestamp=_now(_UTC),
+            stage_index=index,
+            parent_stage_name=parent.stage_name,
+            story_name=runtime.story_name,
+            root_story_id=runtime.root_story_id,
+            module=self.module or runtime.module,
+            depth=depth,
+        )
+
+    def __enter__(self) -> Stage:
+        event = self._open()
+        if event is not None:
+            self.runtime.dispatcher.emit(event)
         self._t0 = _perf_counter()
-        return event
+        return self
+
+    async def __aenter__(self) -> Stage:
+        event = self._open()
+        if event is not None:
+            dispatcher = self.runtime.dispatcher
+            if dispatcher.has_async:
+                await dispatcher.aemit(event)
+            else:
+                dispatcher.emit(event)
+        self._t0 = _perf_counter()
+        return self
+
+    # -- leaving -------------------------------------------------------------
 
     def _close(
         self, exc: Optional[BaseException]
     ) -> tuple[Optional[StageCompleted], bool]:
         """Leave the stage; return the completion event and whether to suppress."""
         duration = _perf_counter() - self._t0
-        scope = self._scope
-        if scope is None:  # an optional stage outside a story
+        runtime: Optional[StoryRuntime] = self.runtime
+        if runtime is None:  # an optional stage outside a story
             return None, False
-        self._scope = None
-        leave(scope)
-        runtime = scope.runtime
+        if _get_scope() is self:
+            _set_scope(self.parent)
+        else:
+            leave(self)
         suppress = False
         if exc is not None and not isinstance(exc, GeneratorExit):
-            if isinstance(exc, Exception) and runtime.dry_run:
-                suppress = True
-            else:
-                status = "failed" if isinstance(exc, Exception) else "cancelled"
-                if status == "failed" and _is_cancellation(exc):
-                    status = "cancelled"
-                runtime._stage_done(self.name, status, duration, scope.depth)
-                if isinstance(exc, Exception):
-                    runtime._note_exception(exc, self.name, scope.depth)
+            if not (runtime.dry_run and isinstance(exc, Exception)):
+                self._failed(runtime, exc, duration)
                 return None, False
-        runtime._stage_done(self.name, "completed", duration, scope.depth)
-        if not runtime.dispatcher:
+            suppress = True
+        name: str = self.stage_name  # type: ignore[assignment]
+        if runtime._lock is None:
+            runtime.completed_stages += 1
+            if self.depth == 0:
+                runtime._top_completed += 1
+            runtime._stages_closed += 1
+            runtime._timeline.append((name, "completed", duration))
+        else:
+            runtime._stage_done(name, "completed", duration, self.depth)
+        if not runtime.dispatcher._entries:
             return None, suppress
-        progress = runtime.progress_percent if runtime.total_stages else None
-        event = StageCompleted(
-            story_id=runtime.story_id,
-            stage_name=self.name,
-            timestamp=_now(_UTC),
-            duration_seconds=duration,
-            stage_index=scope.stage_index,
-            parent_stage_name=scope.parent.stage_name if scope.parent else None,
-            story_name=runtime.story_name,
-            root_story_id=runtime.root_story_id,
-            depth=scope.depth,
-            progress_percent=progress,
+        parent = self.parent
+        return (
+            StageCompleted(
+                story_id=runtime.story_id,
+                stage_name=name,
+                timestamp=_now(_UTC),
+                duration_seconds=duration,
+                stage_index=self.stage_index,
+                parent_stage_name=parent.stage_name if parent is not None else None,
+                story_name=runtime.story_name,
+                root_story_id=runtime.root_story_id,
+                depth=self.depth,
+                progress_percent=(
+                    runtime.progress_percent if runtime.total_stages else None
+                ),
+            ),
+            suppress,
         )
-        return event, suppress
 
-    def __enter__(self) -> Stage:
-        event = self._open()
-        if event is not None:
-            assert self._scope is not None
-            self._scope.runtime.dispatcher.emit(event)
-        return self
+    def _failed(
+        self, runtime: StoryRuntime, exc: BaseException, duration: float
+    ) -> None:
+        name: str = self.stage_name  # type: ignore[assignment]
+        if isinstance(exc, Exception) and not _is_cancellation(exc):
+            runtime._stage_done(name, "failed", duration, self.depth)
+            runtime._note_exception(exc, name, self.depth)
+        else:
+            runtime._stage_done(name, "cancelled", duration, self.depth)
 
     def __exit__(
         self,
@@ -133,22 +186,10 @@ class Stage:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool:
-        scope = self._scope
         event, suppress = self._close(exc)
-        if event is not None and scope is not None:
-            scope.runtime.dispatcher.emit(event)
-        return suppress
-
-    async def __aenter__(self) -> Stage:
-        event = self._open()
         if event is not None:
-            assert self._scope is not None
-            dispatcher = self._scope.runtime.dispatcher
-            if dispatcher.has_async:
-                await dispatcher.aemit(event)
-            else:
-                dispatcher.emit(event)
-        return self
+            self.runtime.dispatcher.emit(event)
+        return suppress
 
     async def __aexit__(
         self,
@@ -156,10 +197,9 @@ class Stage:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool:
-        scope = self._scope
         event, suppress = self._close(exc)
-        if event is not None and scope is not None:
-            dispatcher = scope.runtime.dispatcher
+        if event is not None:
+            dispatcher = self.runtime.dispatcher
             if dispatcher.has_async:
                 await dispatcher.aemit(event)
             else:
@@ -167,14 +207,7 @@ class Stage:
         return suppress
 
     def __repr__(self) -> str:
-        return f"<Stage {self.name!r}>"
+        return f"<Stage {self.stage_name!r}>"
 
 
-def stage(name: str, *, optional: bool = False, module: Optional[str] = None) -> Stage:
-    """A named step of the active story: ``with stage("Load CSV"): ...``.
-
-    Stages nest; each gets a 0-based ``stage_index`` in start order and the
-    enclosing stage as ``parent_stage_name``. Outside a story a stage raises
-    StoryNotActiveError, unless ``optional=True`` makes it a no-op.
-    """
-    return Stage(name, optional=optional, module=module)
+stage = Stage

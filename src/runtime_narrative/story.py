@@ -106,7 +106,7 @@ class StoryRuntime:
         self._owner_thread = _thread.get_ident()
         self._lock: Optional[_thread.LockType] = None
         self._timeline: deque[tuple[str, str, float]] = deque(maxlen=_TIMELINE_LENGTH)
-        self._timeline_dropped = 0
+        self._stages_closed = 0
         # Exceptions cannot be weakly referenced, so these hold them, bounded,
         # until the story closes.
         self._pending: Optional[tuple[BaseException, str, int]] = None
@@ -158,36 +158,23 @@ class StoryRuntime:
 
     # -- bookkeeping used by stage() ------------------------------------------
 
-    def _next_stage_index(self, depth: int) -> int:
-        index = next(self._stage_counter)
-        if depth == 0:
-            self._top_started += 1
-        # next() on itertools.count is atomic, so this write can only lag.
-        if index >= self._stages_started:
-            self._stages_started = index + 1
-        if self._lock is None and _thread.get_ident() != self._owner_thread:
-            self._lock = _thread.allocate_lock()
-        return index
-
     def _stage_done(self, name: str, status: str, duration: float, depth: int) -> None:
+        """Count a closed stage; the hot path in stage.py inlines the lock-free case."""
         lock = self._lock
         if lock is None:
-            if status == "completed":
-                self.completed_stages += 1
-                if depth == 0:
-                    self._top_completed += 1
-            self._add_to_timeline(name, status, duration)
+            self._count_closed(name, status, duration, depth)
             return
         with lock:
-            if status == "completed":
-                self.completed_stages += 1
-                if depth == 0:
-                    self._top_completed += 1
-            self._add_to_timeline(name, status, duration)
+            self._count_closed(name, status, duration, depth)
 
-    def _add_to_timeline(self, name: str, status: str, duration: float) -> None:
-        if len(self._timeline) == _TIMELINE_LENGTH:
-            self._timeline_dropped += 1
+    def _count_closed(
+        self, name: str, status: str, duration: float, depth: int
+    ) -> None:
+        if status == "completed":
+            self.completed_stages += 1
+            if depth == 0:
+                self._top_completed += 1
+        self._stages_closed += 1
         self._timeline.append((name, status, duration))
 
     def _note_exception(self, exc: BaseException, stage_name: str, depth: int) -> None:
@@ -209,8 +196,9 @@ class StoryRuntime:
             f"{name}={status} ({duration:.3f}s)"
             for name, status, duration in list(self._timeline)
         ]
-        if self._timeline_dropped:
-            parts.insert(0, f"... {self._timeline_dropped} earlier stage(s)")
+        dropped = self._stages_closed - len(parts)
+        if dropped > 0:
+            parts.insert(0, f"... {dropped} earlier stage(s)")
         return " | ".join(parts)
 
     # -- failures ------------------------------------------------------------

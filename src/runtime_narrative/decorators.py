@@ -37,10 +37,21 @@ def wrap_in(
     if inspect.isasyncgenfunction(function):
 
         @functools.wraps(function)
-        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        async def async_gen_wrapper(
+            *args: Any, **kwargs: Any
+        ) -> AsyncGenerator[Any, Any]:
             async with make_context():
-                async for item in _forward(function(*args, **kwargs)):
-                    yield item
+                agen = function(*args, **kwargs)
+                try:
+                    sent = None
+                    while True:
+                        try:
+                            item = await agen.asend(sent)
+                        except StopAsyncIteration:
+                            return
+                        sent = yield item
+                finally:
+                    await agen.aclose()
 
         return async_gen_wrapper  # type: ignore[return-value]
 
@@ -72,18 +83,39 @@ def wrap_in(
 
 def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
     """``wrap_in`` for code that may run with no story open (instrumentation)."""
+    # Bound once: the check outside a story is then one call, no lookups.
+    get_scope = current_scope.get
     if inspect.isasyncgenfunction(function):
 
         @functools.wraps(function)
-        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        async def async_gen_wrapper(
+            *args: Any, **kwargs: Any
+        ) -> AsyncGenerator[Any, Any]:
             # Decided when iteration starts, which is when the stage would open.
-            if current_scope.get() is None:
-                async for item in _forward(function(*args, **kwargs)):
-                    yield item
-                return
+            if get_scope() is None:
+                agen = function(*args, **kwargs)
+                try:
+                    sent = None
+                    while True:
+                        try:
+                            item = await agen.asend(sent)
+                        except StopAsyncIteration:
+                            return
+                        sent = yield item
+                finally:
+                    await agen.aclose()
             async with make_context():
-                async for item in _forward(function(*args, **kwargs)):
-                    yield item
+                agen = function(*args, **kwargs)
+                try:
+                    sent = None
+                    while True:
+                        try:
+                            item = await agen.asend(sent)
+                        except StopAsyncIteration:
+                            return
+                        sent = yield item
+                finally:
+                    await agen.aclose()
 
         return async_gen_wrapper  # type: ignore[return-value]
 
@@ -91,7 +123,7 @@ def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
 
         @functools.wraps(function)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_scope.get() is None:
+            if get_scope() is None:
                 return await function(*args, **kwargs)
             async with make_context():
                 return await function(*args, **kwargs)
@@ -102,7 +134,7 @@ def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
 
         @functools.wraps(function)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            if current_scope.get() is None:
+            if get_scope() is None:
                 return (yield from function(*args, **kwargs))
             with make_context():
                 return (yield from function(*args, **kwargs))
@@ -111,33 +143,12 @@ def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_scope.get() is None:
+        if get_scope() is None:
             return function(*args, **kwargs)
         with make_context():
             return function(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _forward(agen: Any) -> AsyncGenerator[Any, Any]:
-    """An async generator that relays ``agen``, values sent in included.
-
-    ``async for`` alone would drop what the caller passes to ``asend()``.
-    """
-
-    async def relay() -> AsyncGenerator[Any, Any]:
-        try:
-            sent = None
-            while True:
-                try:
-                    item = await agen.asend(sent)
-                except StopAsyncIteration:
-                    return
-                sent = yield item
-        finally:
-            await agen.aclose()
-
-    return relay()
 
 
 @overload

@@ -21,7 +21,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from runtime_narrative import stage, story
+from runtime_narrative import ConsoleRenderer, SqliteStoryRenderer, stage, story
 
 HERE = Path(__file__).resolve().parent
 REQUIRED_COLUMNS = ("customer_id", "name", "email", "country", "signup_date")
@@ -69,9 +69,7 @@ def insert_rows(connection: sqlite3.Connection, rows: list[dict[str, str]]) -> i
                     ),
                 )
             except sqlite3.IntegrityError as exc:
-                raise ValueError(
-                    f"duplicate customer id {row['customer_id']}"
-                ) from exc
+                raise ValueError(f"duplicate customer id {row['customer_id']}") from exc
     return len(rows)
 
 
@@ -85,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     connection = sqlite3.connect(args.db)
     connection.execute(SCHEMA)
     try:
-        with story("Import Customers", total_stages=3):
+        with story(
+            "Import Customers",
+            total_stages=3,
+            renderers=[ConsoleRenderer(), SqliteStoryRenderer("runtime_narrative.db")],
+        ):
             with stage("Load CSV"):
                 rows = load_csv(args.csv)
             with stage("Validate Data"):

@@ -640,16 +640,19 @@ def _caller_module() -> Optional[str]:
 
 def _is_cancellation(exc: BaseException) -> bool:
     """True for CancelledError, and for a timeout that cancelled the work."""
-    # Without asyncio imported there can be no asyncio cancellation; this
-    # keeps asyncio out of the import of a sync-only program.
-    aio = sys.modules.get("asyncio")
-    if aio is None:
+    # Without asyncio loaded there can be no asyncio cancellation; this keeps
+    # asyncio out of a sync-only program. The module may be half-initialized
+    # while another thread imports it, hence getattr with a default.
+    exceptions = sys.modules.get("asyncio.exceptions")
+    cancelled = getattr(exceptions, "CancelledError", None)
+    if cancelled is None:
         return False
-    if isinstance(exc, aio.CancelledError):
+    if isinstance(exc, cancelled):
         return True
-    if isinstance(exc, (TimeoutError, aio.TimeoutError)):
+    timeout = getattr(exceptions, "TimeoutError", TimeoutError)
+    if isinstance(exc, (TimeoutError, timeout)):
         cause = exc.__cause__ if exc.__cause__ is not None else exc.__context__
-        return isinstance(cause, aio.CancelledError)
+        return isinstance(cause, cancelled)
     return False
 
 

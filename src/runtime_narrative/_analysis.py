@@ -136,8 +136,11 @@ def _as_text(result: object, analyzer: object) -> Optional[str]:
 
 def _log_analyzer_error(analyzer: object, error: BaseException) -> None:
     logger.error(
-        "failure analyzer %s failed; the failure is reported without its analysis",
+        "failure analyzer %s failed (%s: %s); the failure is reported without"
+        " its analysis",
         type(analyzer).__name__,
+        type(error).__name__,
+        error,
         exc_info=(type(error), error, error.__traceback__),
     )
 
@@ -168,7 +171,9 @@ def run_analyzer_sync(
         except BaseException as error:  # reported below, in the story's thread
             outcome.append(error)
 
-    worker = threading.Thread(target=call, name="runtime-narrative-analyzer", daemon=True)
+    worker = threading.Thread(
+        target=call, name="runtime-narrative-analyzer", daemon=True
+    )
     worker.start()
     worker.join(timeout)
     if not outcome:
@@ -320,7 +325,13 @@ def build_failure_event(
             else:
                 llm = run_analyzer_sync(analyzer, kwargs, timeout)
         return _failure_event(
-            runtime, diagnostics, stage_name, depth, recorded=recorded, rules=rules, llm=llm
+            runtime,
+            diagnostics,
+            stage_name,
+            depth,
+            recorded=recorded,
+            rules=rules,
+            llm=llm,
         )
     except Exception as error:
         logger.error(
@@ -347,7 +358,13 @@ async def build_failure_event_async(
             else:
                 llm = await run_analyzer_async(analyzer, kwargs, timeout)
         return _failure_event(
-            runtime, diagnostics, stage_name, depth, recorded=False, rules=rules, llm=llm
+            runtime,
+            diagnostics,
+            stage_name,
+            depth,
+            recorded=False,
+            rules=rules,
+            llm=llm,
         )
     except Exception as error:
         logger.error(
@@ -365,18 +382,22 @@ def _start_background_thread(
     kwargs: dict[str, Any],
     timeout: float,
 ) -> None:
+    thread: threading.Thread
+
     def work() -> None:
-        analysis = run_analyzer_sync(analyzer, kwargs, timeout)
-        runtime.dispatcher.emit(_ready_event(runtime, stage_name, analysis))
+        try:
+            analysis = run_analyzer_sync(analyzer, kwargs, timeout)
+            runtime.dispatcher.emit(_ready_event(runtime, stage_name, analysis))
+        except Exception as error:  # this thread's errors have nowhere else to go
+            _log_analyzer_error(analyzer, error)
+        finally:
+            _background.discard(thread)
 
     # Not a daemon: a normal exit waits for the analysis, which its timeout
     # bounds, so LLMAnalysisReady is not lost.
     thread = threading.Thread(target=work, name="runtime-narrative-background-analysis")
     _background.add(thread)
     thread.start()
-    threading.Thread(
-        target=lambda: (thread.join(), _background.discard(thread)), daemon=True
-    ).start()
 
 
 def _start_background_task(

@@ -1,0 +1,5 @@
+"""An AssertionError raised by hand, not by assert."""
+
+EXPECT = None
+
+raise AssertionError("expected three rows")

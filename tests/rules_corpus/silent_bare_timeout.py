@@ -1,0 +1,5 @@
+"""A timeout with nothing to say it is about the network."""
+
+EXPECT = None
+
+raise TimeoutError()

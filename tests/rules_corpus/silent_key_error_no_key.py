@@ -1,0 +1,5 @@
+"""A KeyError without a key."""
+
+EXPECT = None
+
+raise KeyError()

@@ -1,0 +1,7 @@
+"""A LookupError."""
+
+import codecs
+
+EXPECT = None
+
+codecs.lookup("no-such-codec")

@@ -1,0 +1,5 @@
+"""A TypeError that is not about arguments or operands."""
+
+EXPECT = None
+
+len(5)

@@ -1,0 +1,10 @@
+"""A misspelt keyword argument."""
+
+EXPECT = ("has no parameter named `colour`",)
+
+
+def paint(color="red"):
+    return color
+
+
+paint(colour="blue")

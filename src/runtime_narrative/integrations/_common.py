@@ -1,0 +1,61 @@
+"""What the integrations share: default renderers and story options."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any, Optional
+
+from runtime_narrative.diagnostics.config import FailureDiagnosticsConfig
+
+__all__ = ["default_web_renderers", "is_server_error", "story_options"]
+
+
+def default_web_renderers() -> list[object]:
+    """ConsoleRenderer when stderr is a terminal, JsonRenderer otherwise.
+
+    A service writes for a person at a terminal in development and for a log
+    collector in production; the choice is made once, when the integration is
+    set up.
+    """
+    stream = sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    try:
+        on_terminal = bool(isatty()) if callable(isatty) else False
+    except ValueError:  # a closed stream
+        on_terminal = False
+    if on_terminal:
+        from runtime_narrative.renderers.console import ConsoleRenderer
+
+        return [ConsoleRenderer()]
+    from runtime_narrative.renderers.json import JsonRenderer
+
+    return [JsonRenderer()]
+
+
+def story_options(
+    renderers: Optional[Iterable[object]],
+    failure_analyzer: Optional[object],
+    runtime_environment: Optional[str],
+    module: str,
+) -> dict[str, Any]:
+    """The ``story()`` keyword arguments an integration passes every time.
+
+    The diagnostics settings are read from the environment here, once, when
+    the integration is set up, instead of at every request or task.
+    """
+    config = FailureDiagnosticsConfig.from_env().merge(
+        runtime_environment=runtime_environment
+    )
+    return {
+        "renderers": (
+            list(renderers) if renderers is not None else default_web_renderers()
+        ),
+        "failure_analyzer": failure_analyzer,
+        "diagnostics_config": config,
+        "module": module,
+    }
+
+
+def is_server_error(status_code: int) -> bool:
+    return status_code >= 500

@@ -43,10 +43,24 @@ class _EventBase:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as a JSON-safe dict with an ``event`` type key."""
-        data: dict[str, Any] = {"event": type(self).__name__}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            data[f.name] = json_safe(getattr(self, f.name))
+        cls = type(self)
+        names = _field_names.get(cls)
+        if names is None:
+            fields = dataclasses.fields(self)  # type: ignore[arg-type]
+            names = _field_names[cls] = tuple(f.name for f in fields)
+        data: dict[str, Any] = {"event": cls.__name__}
+        for name in names:
+            value = getattr(self, name)
+            # Most values are already JSON types; skip the call for those.
+            data[name] = (
+                value if value is None or type(value) in _PLAIN else json_safe(value)
+            )
         return data
+
+
+# Each event type's field names, in order; filled on first to_dict().
+_field_names: dict[type, tuple[str, ...]] = {}
+_PLAIN = frozenset({str, int, bool})
 
 
 @dataclass(frozen=True, **_SLOTS)

@@ -51,8 +51,16 @@ class JsonRenderer:
         sort_keys: bool = False,
     ) -> None:
         self._output = output
-        self._indent = indent
-        self._sort_keys = sort_keys
+        # One encoder for every event: json.dumps() with options builds a
+        # new one per call, which costs more than the encoding itself.
+        self._encoder = json.JSONEncoder(
+            indent=indent,
+            sort_keys=sort_keys,
+            allow_nan=False,
+            # to_dict() has converted every value already; this only
+            # catches what an event of another origin may still hold.
+            default=json_safe,
+        )
 
     def handle(self, event: object) -> None:
         """Write ``event`` as one JSON line."""
@@ -72,15 +80,7 @@ class JsonRenderer:
 
     def _encode(self, event: object, to_dict: Callable[[], Any]) -> str:
         try:
-            return json.dumps(
-                to_dict(),
-                indent=self._indent,
-                sort_keys=self._sort_keys,
-                allow_nan=False,
-                # to_dict() has converted every value already; this only
-                # catches what an event of another origin may still hold.
-                default=json_safe,
-            )
+            return self._encoder.encode(to_dict())
         except Exception as exc:
             event_type = type(event).__name__
             logger.error(

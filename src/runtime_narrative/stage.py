@@ -90,16 +90,17 @@ class Stage(Scope):
         _set_scope(self)
         if not runtime.dispatcher._entries:
             return None
+        # Positional: keyword parsing alone costs a third of building an event.
         return StageStarted(
-            story_id=runtime.story_id,
-            stage_name=self.stage_name,  # type: ignore[arg-type]
-            timestamp=_now(_UTC),
-            stage_index=index,
-            parent_stage_name=parent.stage_name,
-            story_name=runtime.story_name,
-            root_story_id=runtime.root_story_id,
-            module=self.module or runtime.module,
-            depth=depth,
+            runtime.story_id,
+            self.stage_name,  # type: ignore[arg-type]
+            _now(_UTC),
+            index,
+            parent.stage_name,
+            runtime.story_name,
+            runtime.root_story_id,
+            self.module or runtime.module,
+            depth,
         )
 
     def __enter__(self) -> Stage:
@@ -154,18 +155,16 @@ class Stage(Scope):
         parent = self.parent
         return (
             StageCompleted(
-                story_id=runtime.story_id,
-                stage_name=name,
-                timestamp=_now(_UTC),
-                duration_seconds=duration,
-                stage_index=self.stage_index,
-                parent_stage_name=parent.stage_name if parent is not None else None,
-                story_name=runtime.story_name,
-                root_story_id=runtime.root_story_id,
-                depth=self.depth,
-                progress_percent=(
-                    runtime.progress_percent if runtime.total_stages else None
-                ),
+                runtime.story_id,
+                name,
+                _now(_UTC),
+                duration,
+                self.stage_index,
+                parent.stage_name if parent is not None else None,
+                runtime.story_name,
+                runtime.root_story_id,
+                self.depth,
+                runtime.progress_percent if runtime.total_stages else None,
             ),
             suppress,
         )

@@ -337,7 +337,7 @@ def _resolve_config(
 class Story:
     """A story, opened with ``with`` or ``async with``. See ``story()``."""
 
-    __slots__ = ("_kwargs", "_scope", "name", "runtime")
+    __slots__ = ("_config", "_config_parent", "_kwargs", "_scope", "name", "runtime")
 
     def __init__(self, name: str, **kwargs: Any) -> None:
         if not isinstance(name, str) or not name:
@@ -348,7 +348,10 @@ class Story:
         # variable fails where the story is written, not at the first failure.
         parent_scope = current_scope.get()
         parent = parent_scope.runtime if parent_scope is not None else None
-        _resolve_config(parent, kwargs.get("diagnostics_config"), _overrides(kwargs))
+        self._config = _resolve_config(
+            parent, kwargs.get("diagnostics_config"), _overrides(kwargs)
+        )
+        self._config_parent = parent
         self._kwargs = kwargs
         self.runtime: Optional[StoryRuntime] = None
         self._scope: Optional[Scope] = None
@@ -377,8 +380,12 @@ class Story:
         runtime = StoryRuntime(
             self.name,
             dispatcher=dispatcher,
-            config=_resolve_config(
-                parent, kwargs.get("diagnostics_config"), _overrides(kwargs)
+            config=(
+                self._config
+                if parent is self._config_parent
+                else _resolve_config(
+                    parent, kwargs.get("diagnostics_config"), _overrides(kwargs)
+                )
             ),
             failure_analyzer=analyzer,
             background_analysis=bool(

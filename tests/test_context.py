@@ -124,7 +124,9 @@ def test_with_story_context_carries_the_story_into_a_thread_pool() -> None:
     items = [e for e in recorder.stages_completed if e.stage_name.startswith("Item")]
     assert len(items) == 20
     assert {e.parent_stage_name for e in items} == {"Fan out"}
-    assert recorder.stories_completed[0].completed_stages == 21
+    assert recorder.stories_completed[0].completed_stages == 1  # top level only
+    assert recorder.runtime is not None
+    assert recorder.runtime.completed_stages == 21
     indexes = sorted(e.stage_index for e in recorder.stages_started)
     assert indexes == list(range(21))
 

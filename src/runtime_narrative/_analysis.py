@@ -244,12 +244,8 @@ def _failure_event(
         llm_analysis=llm,
         stage_timeline=runtime.stage_timeline(),
         progress_percent=runtime.progress_percent,
-        completed_stages=runtime.completed_stages,
-        total_stages=(
-            runtime.total_stages
-            if runtime.total_stages is not None
-            else runtime.stages_started
-        ),
+        completed_stages=runtime.progress_counts()[0],
+        total_stages=runtime.progress_counts()[1],
         timestamp=datetime.now(timezone.utc),
         traceback_text=diagnostics.traceback_text,
         diagnostics_mode=diagnostics.diagnostics_mode,

@@ -45,19 +45,35 @@ def delivery_failures() -> int:
     return _failures
 
 
+_traced: set[int] = set()
+
+
 def report_renderer_error(renderer: object, event: object, exc: BaseException) -> None:
-    """Log a renderer's failure once and count the undelivered event."""
+    """Log a renderer's failure once and count the undelivered event.
+
+    The first failure of a renderer carries its traceback; later ones are a
+    single line, so a broken renderer does not flood the log.
+    """
     global _failures
     with _failures_lock:
         _failures += 1
+        first = id(renderer) not in _traced
+        if first:
+            _traced.add(id(renderer))
     import logging  # only on this error path; logging is slow to import
 
+    # Raised while the user's exception was being handled, the renderer's
+    # error has it as context; the user's exception is not the renderer's
+    # story to tell.
+    exc.__suppress_context__ = True
     logging.getLogger("runtime_narrative").error(
-        "renderer %s failed on %s for story %r; the story goes on",
+        "renderer %s failed on %s for story %r (%s: %s); the story goes on",
         _name(renderer),
         type(event).__name__,
         getattr(event, "story_name", None),
-        exc_info=(type(exc), exc, exc.__traceback__),
+        type(exc).__name__,
+        exc,
+        exc_info=(type(exc), exc, exc.__traceback__) if first else None,
     )
 
 

@@ -150,7 +150,9 @@ class Stage(Scope):
             runtime._timeline.append((name, "completed", duration))
         else:
             runtime._stage_done(name, "completed", duration, self.depth)
-        if not runtime.dispatcher._entries:
+        if not runtime.dispatcher._entries or runtime.duration_seconds is not None:
+            # Nothing to tell, or the story already ended: a generator holding
+            # this stage was closed after its story (by the garbage collector).
             return None, suppress
         parent = self.parent
         return (
@@ -164,7 +166,11 @@ class Stage(Scope):
                 runtime.story_name,
                 runtime.root_story_id,
                 self.depth,
-                runtime.progress_percent if runtime.total_stages else None,
+                (
+                    runtime.progress_percent
+                    if self.depth == 0 and runtime.total_stages
+                    else None
+                ),
             ),
             suppress,
         )

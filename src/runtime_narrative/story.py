@@ -125,6 +125,14 @@ class StoryRuntime:
     def stages_started(self) -> int:
         return self._stages_started
 
+    def progress_counts(self) -> tuple[int, int]:
+        """(completed, total) top-level stages, as events report them.
+
+        The total is the declared one, or else the top-level stages started.
+        """
+        total = self.total_stages
+        return self._top_completed, self._top_started if total is None else total
+
     @property
     def progress_percent(self) -> int:
         """Completed stages as a percentage of the total, never above 100.
@@ -689,17 +697,14 @@ def _completed_event(
     runtime.success = success
     if status == "exited" and success:
         status = "success"
+    completed, total = runtime.progress_counts()
     return StoryCompleted(
         story_id=runtime.story_id,
         story_name=runtime.story_name,
         success=success,
         progress_percent=runtime.progress_percent,
-        completed_stages=runtime.completed_stages,
-        total_stages=(
-            runtime.total_stages
-            if runtime.total_stages is not None
-            else runtime.stages_started
-        ),
+        completed_stages=completed,
+        total_stages=total,
         timestamp=_now(),
         duration_seconds=runtime.duration_seconds or 0.0,
         parent_story_id=runtime.parent_story_id,

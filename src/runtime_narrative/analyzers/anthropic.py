@@ -6,7 +6,6 @@ Needs the ``anthropic`` extra: ``pip install "runtime-narrative[anthropic]"``.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, Optional
 
 from runtime_narrative.diagnostics import FailureDiagnostics
@@ -59,8 +58,6 @@ class AnthropicFailureAnalyzer:
         self.max_context_chars = int(max_context_chars)
         self.base_url = base_url
         self.max_retries = int(max_retries)
-        self._client: Optional[Any] = None
-        self._lock = threading.Lock()
 
     def analyze_failure(
         self,
@@ -74,7 +71,11 @@ class AnthropicFailureAnalyzer:
         prompt = self._prompt(
             story_name, stage_name, failure, stage_timeline, progress_percent
         )
-        message = self._sync_client().messages.create(**self._request(prompt))
+        # A client per analysis, closed after it: failures are rare, and a
+        # pooled connection kept by an analyzer that is later collected would
+        # leak its socket.
+        with _sdk.Anthropic(**self._client_options()) as client:
+            message = client.messages.create(**self._request(prompt))
         return format_answer(_text_of(message))
 
     async def analyze_failure_async(
@@ -130,12 +131,6 @@ class AnthropicFailureAnalyzer:
         if self.base_url is not None:
             options["base_url"] = self.base_url
         return options
-
-    def _sync_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = _sdk.Anthropic(**self._client_options())
-            return self._client
 
     def __repr__(self) -> str:
         # Never the key.

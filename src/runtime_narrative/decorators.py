@@ -22,6 +22,25 @@ __all__ = ["runtime_narrative_stage", "runtime_narrative_story", "wrap_in"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _NoContext:
+    """A context manager for ``with`` and ``async with`` that does nothing."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_CONTEXT = _NoContext()
+
+
 def wrap_in(
     function: F, make_context: Callable[[], Any], *, skip_outside_story: bool = False
 ) -> F:
@@ -32,59 +51,14 @@ def wrap_in(
     while no story is open goes straight to ``function``: one ContextVar read
     is all it costs.
     """
-    if skip_outside_story:
-        return _wrap_when_in_story(function, make_context)
-    if inspect.isasyncgenfunction(function):
-
-        @functools.wraps(function)
-        async def async_gen_wrapper(
-            *args: Any, **kwargs: Any
-        ) -> AsyncGenerator[Any, Any]:
-            async with make_context():
-                agen = function(*args, **kwargs)
-                try:
-                    sent = None
-                    while True:
-                        try:
-                            item = await agen.asend(sent)
-                        except StopAsyncIteration:
-                            return
-                        sent = yield item
-                finally:
-                    await agen.aclose()
-
-        return async_gen_wrapper  # type: ignore[return-value]
-
-    if inspect.iscoroutinefunction(function):
-
-        @functools.wraps(function)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            async with make_context():
-                return await function(*args, **kwargs)
-
-        return async_wrapper  # type: ignore[return-value]
-
-    if inspect.isgeneratorfunction(function):
-
-        @functools.wraps(function)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            with make_context():
-                return (yield from function(*args, **kwargs))
-
-        return gen_wrapper  # type: ignore[return-value]
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with make_context():
-            return function(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
-    """``wrap_in`` for code that may run with no story open (instrumentation)."""
     # Bound once: the check outside a story is then one call, no lookups.
     get_scope = current_scope.get
+
+    def context() -> Any:
+        if skip_outside_story and get_scope() is None:
+            return _NO_CONTEXT
+        return make_context()
+
     if inspect.isasyncgenfunction(function):
 
         @functools.wraps(function)
@@ -92,19 +66,7 @@ def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
             *args: Any, **kwargs: Any
         ) -> AsyncGenerator[Any, Any]:
             # Decided when iteration starts, which is when the stage would open.
-            if get_scope() is None:
-                agen = function(*args, **kwargs)
-                try:
-                    sent = None
-                    while True:
-                        try:
-                            item = await agen.asend(sent)
-                        except StopAsyncIteration:
-                            return
-                        sent = yield item
-                finally:
-                    await agen.aclose()
-            async with make_context():
+            async with context():
                 agen = function(*args, **kwargs)
                 try:
                     sent = None
@@ -119,32 +81,38 @@ def _wrap_when_in_story(function: F, make_context: Callable[[], Any]) -> F:
 
         return async_gen_wrapper  # type: ignore[return-value]
 
-    if inspect.iscoroutinefunction(function):
-
-        @functools.wraps(function)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if get_scope() is None:
-                return await function(*args, **kwargs)
-            async with make_context():
-                return await function(*args, **kwargs)
-
-        return async_wrapper  # type: ignore[return-value]
-
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            if get_scope() is None:
-                return (yield from function(*args, **kwargs))
-            with make_context():
+            with context():
                 return (yield from function(*args, **kwargs))
 
         return gen_wrapper  # type: ignore[return-value]
 
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            async with context():
+                return await function(*args, **kwargs)
+
+        return async_wrapper  # type: ignore[return-value]
+
+    if skip_outside_story:
+        # The plain call is the common case of instrumented code: keep the
+        # path outside a story free of any context manager.
+        @functools.wraps(function)
+        def wrapper_when_in_story(*args: Any, **kwargs: Any) -> Any:
+            if get_scope() is None:
+                return function(*args, **kwargs)
+            with make_context():
+                return function(*args, **kwargs)
+
+        return wrapper_when_in_story  # type: ignore[return-value]
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if get_scope() is None:
-            return function(*args, **kwargs)
         with make_context():
             return function(*args, **kwargs)
 

@@ -96,3 +96,25 @@ def test_json_safe_converts_what_json_cannot_hold() -> None:
         "nan": "nan",
         "1": [1, 2],
     }
+
+
+@pytest.mark.parametrize(
+    "event_type", [t for t in PUBLISHED_FIELDS if t is not LogRecorded]
+)
+def test_events_take_every_field_by_position_or_keyword_with_defaults(
+    event_type: type,
+) -> None:
+    fields = dataclasses.fields(event_type)
+    required = [f for f in fields if f.default is dataclasses.MISSING]
+    values = {f.name: f"value of {f.name}" for f in required}
+
+    by_keyword = event_type(**values)
+    by_position = event_type(*values.values())
+
+    assert by_keyword == by_position
+    for f in fields:
+        expected = values.get(f.name, f.default)
+        assert getattr(by_keyword, f.name) == expected
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        by_keyword.story_id = "changed"
+    assert dataclasses.replace(by_keyword, story_id="other").story_id == "other"

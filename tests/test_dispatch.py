@@ -119,3 +119,30 @@ def test_an_object_without_handle_is_refused_with_a_clear_error() -> None:
 def test_dispatcher_without_renderers_is_falsy() -> None:
     assert not Dispatcher([])
     assert Dispatcher([StoryRecorder()])
+
+
+def test_stage_started_is_not_built_when_every_renderer_ignores_it() -> None:
+    class NoStarts(StoryRecorder):
+        wants_stage_started = False
+
+    quiet = NoStarts()
+    mixed = [NoStarts(), StoryRecorder()]
+
+    with story("Quiet", renderers=[quiet]), stage("S"):
+        pass
+    with story("Mixed", renderers=mixed), stage("S"):
+        pass
+
+    assert [type(e).__name__ for e in quiet.events] == [
+        "StoryStarted",
+        "StageCompleted",
+        "StoryCompleted",
+    ]
+    assert [type(e).__name__ for e in mixed[1].events] == EXPECTED
+
+
+def test_the_console_renderer_wants_stage_starts_only_when_it_shows_them() -> None:
+    from runtime_narrative import ConsoleRenderer
+
+    assert ConsoleRenderer().wants_stage_started is False
+    assert ConsoleRenderer(show_stage_starts=True).wants_stage_started is True

@@ -85,7 +85,7 @@ def _name(renderer: object) -> str:
 class Dispatcher:
     """Delivers events to a fixed tuple of renderers."""
 
-    __slots__ = ("_entries", "has_async", "renderers")
+    __slots__ = ("_entries", "has_async", "renderers", "wants_stage_started")
 
     def __init__(self, renderers: Iterable[object]) -> None:
         self.renderers: tuple[object, ...] = tuple(renderers)
@@ -102,6 +102,12 @@ class Dispatcher:
             entries
         )
         self.has_async = any(is_async for _, _, is_async in self._entries)
+        # A renderer may say it ignores StageStarted (``wants_stage_started =
+        # False``); when all do, stages do not build that event at all.
+        self.wants_stage_started = any(
+            getattr(renderer, "wants_stage_started", True)
+            for renderer in self.renderers
+        )
 
     def __bool__(self) -> bool:
         return bool(self._entries)

@@ -88,7 +88,7 @@ class Stage(Scope):
         self.depth = depth
         self.stage_index = index
         _set_scope(self)
-        if not runtime.dispatcher._entries:
+        if not runtime.dispatcher.wants_stage_started:
             return None
         # Positional: keyword parsing alone costs a third of building an event.
         return StageStarted(

@@ -250,6 +250,11 @@ class ConsoleRenderer:
             LogRecorded: self._format_log,
         }
 
+    @property
+    def wants_stage_started(self) -> bool:
+        """False unless stage start lines are shown, so stages skip the event."""
+        return self._show_stages and self._show_stage_starts
+
     def handle(self, event: object) -> None:
         """Write ``event``'s lines; ignore anything that is not a known event."""
         formatter = self._formatters.get(type(event))

@@ -110,7 +110,9 @@ class _Capture:
         self.exc = exc
         self.config = config
         self.errors: list[str] = []
-        self.redactor = Redactor()
+        # Replaced by the config's redactor in run(); this one stands in only
+        # if building that fails.
+        self.redactor = _fallback_redactor()
 
     def step(self, name: str, default: _T, func: Callable[[], _T]) -> _T:
         try:
@@ -197,6 +199,11 @@ class _Capture:
 
 def _redactor(config: FailureDiagnosticsConfig) -> Redactor:
     return Redactor.from_config(config)
+
+
+@functools.lru_cache(maxsize=1)
+def _fallback_redactor() -> Redactor:
+    return Redactor()
 
 
 def _short_name(exc: BaseException) -> str:

@@ -90,14 +90,20 @@ def _rules_diagnosis(diagnostics: FailureDiagnostics) -> Optional[str]:
         return None
 
 
+def stated_timeout(analyzer: object) -> Optional[float]:
+    """The analyzer's own ``timeout_seconds``, or None when it states none."""
+    own = getattr(analyzer, "timeout_seconds", None)
+    return float(own) if isinstance(own, (int, float)) else None
+
+
 def analyzer_timeout(analyzer: object) -> float:
     """The longest an analyzer may delay a failure, in seconds.
 
     The analyzer's own ``timeout_seconds``, bounded by the environment
     variable RUNTIME_NARRATIVE_ANALYZER_TIMEOUT_SECONDS when it is set.
     """
-    own = getattr(analyzer, "timeout_seconds", None)
-    timeout = float(own) if isinstance(own, (int, float)) else DEFAULT_ANALYZER_TIMEOUT
+    own = stated_timeout(analyzer)
+    timeout = own if own is not None else DEFAULT_ANALYZER_TIMEOUT
     raw = os.environ.get(ANALYZER_TIMEOUT_ENV)
     if raw:
         try:
@@ -111,16 +117,30 @@ def analyzer_timeout(analyzer: object) -> float:
     return max(timeout, 0.0)
 
 
-def _analyzer_kwargs(
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """One call of the story's analyzer: which one, with what, for how long."""
+
+    analyzer: object
+    kwargs: dict[str, Any]
+    timeout: float
+
+
+def _request(
     runtime: StoryRuntime, stage_name: str, diagnostics: FailureDiagnostics
-) -> dict[str, Any]:
-    return {
+) -> Optional[_Request]:
+    """The analyzer call for this failure; None when no analyzer is set."""
+    analyzer = runtime.failure_analyzer
+    if analyzer is None:
+        return None
+    kwargs = {
         "story_name": runtime.story_name,
         "stage_name": stage_name,
         "failure": diagnostics,
         "stage_timeline": runtime.stage_timeline(),
         "progress_percent": runtime.progress_percent,
     }
+    return _Request(analyzer, kwargs, analyzer_timeout(analyzer))
 
 
 def _as_text(result: object, analyzer: object) -> Optional[str]:
@@ -142,6 +162,14 @@ def _log_analyzer_error(analyzer: object, error: BaseException) -> None:
         type(error).__name__,
         error,
         exc_info=(type(error), error, error.__traceback__),
+    )
+
+
+def _log_no_answer(analyzer: object, timeout: float) -> None:
+    logger.error(
+        "failure analyzer %s gave no answer within %.1fs; going on without it",
+        type(analyzer).__name__,
+        timeout,
     )
 
 
@@ -177,11 +205,7 @@ def run_analyzer_sync(
     worker.start()
     worker.join(timeout)
     if not outcome:
-        logger.error(
-            "failure analyzer %s gave no answer within %.1fs; going on without it",
-            type(analyzer).__name__,
-            timeout,
-        )
+        _log_no_answer(analyzer, timeout)
         return None
     result = outcome[0]
     if isinstance(result, BaseException):
@@ -207,11 +231,7 @@ async def run_analyzer_async(
                 timeout + 1.0,
             )
     except asyncio.TimeoutError:
-        logger.error(
-            "failure analyzer %s gave no answer within %.1fs; going on without it",
-            type(analyzer).__name__,
-            timeout,
-        )
+        _log_no_answer(analyzer, timeout)
         return None
     except Exception as error:
         _log_analyzer_error(analyzer, error)
@@ -311,15 +331,8 @@ def build_failure_event(
     """
     try:
         diagnostics, rules = _prepare(runtime, exc)
-        analyzer = runtime.failure_analyzer
-        llm: Optional[str] = None
-        if analyzer is not None:
-            kwargs = _analyzer_kwargs(runtime, stage_name, diagnostics)
-            timeout = analyzer_timeout(analyzer)
-            if runtime.background_analysis:
-                _start_background_thread(runtime, stage_name, analyzer, kwargs, timeout)
-            else:
-                llm = run_analyzer_sync(analyzer, kwargs, timeout)
+        request = _request(runtime, stage_name, diagnostics)
+        llm = _analyze_sync(runtime, stage_name, request)
         return _failure_event(
             runtime,
             diagnostics,
@@ -330,11 +343,7 @@ def build_failure_event(
             llm=llm,
         )
     except Exception as error:
-        logger.error(
-            "could not report a failure of story %r",
-            runtime.story_name,
-            exc_info=(type(error), error, error.__traceback__),
-        )
+        _log_unreported(runtime, error)
         return None
 
 
@@ -344,15 +353,8 @@ async def build_failure_event_async(
     """As build_failure_event, awaiting the analyzer (or a background task)."""
     try:
         diagnostics, rules = _prepare(runtime, exc)
-        analyzer = runtime.failure_analyzer
-        llm: Optional[str] = None
-        if analyzer is not None:
-            kwargs = _analyzer_kwargs(runtime, stage_name, diagnostics)
-            timeout = analyzer_timeout(analyzer)
-            if runtime.background_analysis:
-                _start_background_task(runtime, stage_name, analyzer, kwargs, timeout)
-            else:
-                llm = await run_analyzer_async(analyzer, kwargs, timeout)
+        request = _request(runtime, stage_name, diagnostics)
+        llm = await _analyze_async(runtime, stage_name, request)
         return _failure_event(
             runtime,
             diagnostics,
@@ -363,29 +365,55 @@ async def build_failure_event_async(
             llm=llm,
         )
     except Exception as error:
-        logger.error(
-            "could not report a failure of story %r",
-            runtime.story_name,
-            exc_info=(type(error), error, error.__traceback__),
-        )
+        _log_unreported(runtime, error)
         return None
 
 
+def _log_unreported(runtime: StoryRuntime, error: Exception) -> None:
+    logger.error(
+        "could not report a failure of story %r",
+        runtime.story_name,
+        exc_info=(type(error), error, error.__traceback__),
+    )
+
+
+def _analyze_sync(
+    runtime: StoryRuntime, stage_name: str, request: Optional[_Request]
+) -> Optional[str]:
+    """The analysis to put on the failure; None when there is none yet."""
+    if request is None:
+        return None
+    if runtime.background_analysis:
+        _start_background_thread(runtime, stage_name, request)
+        return None
+    return run_analyzer_sync(request.analyzer, request.kwargs, request.timeout)
+
+
+async def _analyze_async(
+    runtime: StoryRuntime, stage_name: str, request: Optional[_Request]
+) -> Optional[str]:
+    """As _analyze_sync, awaiting the analyzer or leaving it to a task."""
+    if request is None:
+        return None
+    if runtime.background_analysis:
+        _start_background_task(runtime, stage_name, request)
+        return None
+    return await run_analyzer_async(request.analyzer, request.kwargs, request.timeout)
+
+
 def _start_background_thread(
-    runtime: StoryRuntime,
-    stage_name: str,
-    analyzer: object,
-    kwargs: dict[str, Any],
-    timeout: float,
+    runtime: StoryRuntime, stage_name: str, request: _Request
 ) -> None:
     thread: threading.Thread
 
     def work() -> None:
         try:
-            analysis = run_analyzer_sync(analyzer, kwargs, timeout)
+            analysis = run_analyzer_sync(
+                request.analyzer, request.kwargs, request.timeout
+            )
             runtime.dispatcher.emit(_ready_event(runtime, stage_name, analysis))
         except Exception as error:  # this thread's errors have nowhere else to go
-            _log_analyzer_error(analyzer, error)
+            _log_analyzer_error(request.analyzer, error)
         finally:
             _background.discard(thread)
 
@@ -397,32 +425,31 @@ def _start_background_thread(
 
 
 def _start_background_task(
-    runtime: StoryRuntime,
-    stage_name: str,
-    analyzer: object,
-    kwargs: dict[str, Any],
-    timeout: float,
+    runtime: StoryRuntime, stage_name: str, request: _Request
 ) -> None:
     async def work() -> None:
         try:
-            analysis = await run_analyzer_async(analyzer, kwargs, timeout)
+            analysis = await run_analyzer_async(
+                request.analyzer, request.kwargs, request.timeout
+            )
         except asyncio.CancelledError:
-            # The loop is shutting down before the analysis finished: say so
-            # rather than lose it silently.
-            logger.warning(
-                "background analysis for story %r was abandoned: its event loop"
-                " closed first",
-                runtime.story_name,
-            )
-            runtime.dispatcher.emit(
-                _ready_event(runtime, stage_name, None, abandoned=True)
-            )
+            _report_abandoned(runtime, stage_name)
             raise
         await runtime.dispatcher.aemit(_ready_event(runtime, stage_name, analysis))
 
     task = asyncio.ensure_future(work())
     _background.add(task)
     task.add_done_callback(_background.discard)
+
+
+def _report_abandoned(runtime: StoryRuntime, stage_name: str) -> None:
+    # The loop is shutting down before the analysis finished: say so rather
+    # than lose it silently, and without awaiting, as the task is cancelled.
+    logger.warning(
+        "background analysis for story %r was abandoned: its event loop closed first",
+        runtime.story_name,
+    )
+    runtime.dispatcher.emit(_ready_event(runtime, stage_name, None, abandoned=True))
 
 
 def pending_background_analyses() -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+from collections.abc import Iterator
 from typing import Any, Optional
 
 __all__ = [
@@ -93,32 +94,7 @@ def container_items(text: str) -> Optional[tuple[tuple[str, ...], int]]:
     text = text.strip()
     if len(text) < 2 or text[0] not in "[({" or _OPENERS[text[0]] != text[-1]:
         return None
-    body = text[1:-1]
-    items: list[str] = []
-    depth = 0
-    quote = ""
-    escaped = False
-    start = 0
-    for position, char in enumerate(body):
-        if quote:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            items.append(body[start:position].strip())
-            start = position + 1
-    last = body[start:].strip()
-    if last:
-        items.append(last)
+    items = _split_items(text[1:-1])
     more = 0
     if items:
         match = _MORE.match(items[-1])
@@ -126,6 +102,20 @@ def container_items(text: str) -> Optional[tuple[tuple[str, ...], int]]:
             more = int(match.group(1))
             items.pop()
     return tuple(items), more
+
+
+def _split_items(body: str) -> list[str]:
+    """``body`` cut at its top-level commas, each item stripped."""
+    items: list[str] = []
+    start = 0
+    for position, char in _top_level(body):
+        if char == ",":
+            items.append(body[start:position].strip())
+            start = position + 1
+    last = body[start:].strip()
+    if last:
+        items.append(last)
+    return items
 
 
 def dict_keys(text: str) -> Optional[list[Any]]:
@@ -147,10 +137,22 @@ def dict_keys(text: str) -> Optional[list[Any]]:
 
 
 def _split_key(item: str) -> Optional[str]:
+    for position, char in _top_level(item):
+        if char == ":":
+            return item[:position].strip()
+    return None
+
+
+def _top_level(text: str) -> Iterator[tuple[int, str]]:
+    """Each character of ``text`` outside quotes and brackets, with its position.
+
+    Quotes and brackets themselves are not yielded. Commas and colons inside
+    a nested container or a string literal belong to it, not to this level.
+    """
     depth = 0
     quote = ""
     escaped = False
-    for position, char in enumerate(item):
+    for position, char in enumerate(text):
         if quote:
             if escaped:
                 escaped = False
@@ -164,6 +166,5 @@ def _split_key(item: str) -> Optional[str]:
             depth += 1
         elif char in ")]}":
             depth -= 1
-        elif char == ":" and depth == 0:
-            return item[:position].strip()
-    return None
+        elif depth == 0:
+            yield position, char

@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 from runtime_narrative.diagnostics import FailureDiagnostics
 
-from ._prompt import build_prompt, format_answer
+from ._base import PromptAnalyzer, default_connect_timeout
+from ._prompt import format_answer
 
 try:
     import anthropic as _sdk
@@ -25,7 +26,7 @@ __all__ = ["DEFAULT_MODEL", "AnthropicFailureAnalyzer"]
 DEFAULT_MODEL = "claude-haiku-4-5-20251001"
 
 
-class AnthropicFailureAnalyzer:
+class AnthropicFailureAnalyzer(PromptAnalyzer):
     """Diagnose failures with Claude, synchronously or natively async.
 
     ``api_key`` defaults to ANTHROPIC_API_KEY; ``model`` to
@@ -40,6 +41,8 @@ class AnthropicFailureAnalyzer:
     .. versionadded:: 0.1.0
     """
 
+    _default_model = DEFAULT_MODEL
+
     def __init__(
         self,
         model: Optional[str] = None,
@@ -51,32 +54,11 @@ class AnthropicFailureAnalyzer:
         base_url: Optional[str] = None,
         max_retries: int = 0,
     ) -> None:
-        self.model = model or os.environ.get("RUNTIME_NARRATIVE_MODEL") or DEFAULT_MODEL
+        super().__init__(model, timeout_seconds, max_context_chars)
         self._api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         self.max_tokens = int(max_tokens)
-        self.timeout_seconds = float(timeout_seconds)
-        self.max_context_chars = int(max_context_chars)
         self.base_url = base_url
         self.max_retries = int(max_retries)
-
-    def analyze_failure(
-        self,
-        *,
-        story_name: str,
-        stage_name: str,
-        failure: FailureDiagnostics,
-        stage_timeline: str,
-        progress_percent: int,
-    ) -> Optional[str]:
-        prompt = self._prompt(
-            story_name, stage_name, failure, stage_timeline, progress_percent
-        )
-        # A client per analysis, closed after it: failures are rare, and a
-        # pooled connection kept by an analyzer that is later collected would
-        # leak its socket.
-        with _sdk.Anthropic(**self._client_options()) as client:
-            message = client.messages.create(**self._request(prompt))
-        return format_answer(_text_of(message))
 
     async def analyze_failure_async(
         self,
@@ -88,7 +70,11 @@ class AnthropicFailureAnalyzer:
         progress_percent: int,
     ) -> Optional[str]:
         prompt = self._prompt(
-            story_name, stage_name, failure, stage_timeline, progress_percent
+            story_name=story_name,
+            stage_name=stage_name,
+            failure=failure,
+            stage_timeline=stage_timeline,
+            progress_percent=progress_percent,
         )
         # An async client belongs to the event loop it first ran on; a story
         # may run under a new loop each time, so each analysis has its own.
@@ -96,22 +82,13 @@ class AnthropicFailureAnalyzer:
             message = await client.messages.create(**self._request(prompt))
         return format_answer(_text_of(message))
 
-    def _prompt(
-        self,
-        story_name: str,
-        stage_name: str,
-        failure: FailureDiagnostics,
-        stage_timeline: str,
-        progress_percent: int,
-    ) -> str:
-        return build_prompt(
-            story_name=story_name,
-            stage_name=stage_name,
-            failure=failure,
-            stage_timeline=stage_timeline,
-            progress_percent=progress_percent,
-            max_context_chars=self.max_context_chars,
-        )
+    def _ask(self, prompt: str) -> str:
+        # A client per analysis, closed after it: failures are rare, and a
+        # pooled connection kept by an analyzer that is later collected would
+        # leak its socket.
+        with _sdk.Anthropic(**self._client_options()) as client:
+            message = client.messages.create(**self._request(prompt))
+        return _text_of(message)
 
     def _request(self, prompt: str) -> dict[str, Any]:
         return {
@@ -124,17 +101,14 @@ class AnthropicFailureAnalyzer:
         options: dict[str, Any] = {
             "api_key": self._api_key,
             "timeout": _sdk.Timeout(
-                self.timeout_seconds, connect=min(5.0, self.timeout_seconds)
+                self.timeout_seconds,
+                connect=default_connect_timeout(self.timeout_seconds),
             ),
             "max_retries": self.max_retries,
         }
         if self.base_url is not None:
             options["base_url"] = self.base_url
         return options
-
-    def __repr__(self) -> str:
-        # Never the key.
-        return f"AnthropicFailureAnalyzer(model={self.model!r})"
 
 
 def _text_of(message: Any) -> str:

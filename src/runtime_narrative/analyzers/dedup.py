@@ -8,6 +8,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Optional
 
+from runtime_narrative._analysis import stated_timeout
 from runtime_narrative.diagnostics import FailureDiagnostics
 
 __all__ = ["DeduplicatingAnalyzer", "failure_key"]
@@ -50,8 +51,7 @@ class DeduplicatingAnalyzer:
     @property
     def timeout_seconds(self) -> Optional[float]:
         """The wrapped analyzer's timeout, which bounds this one too."""
-        own = getattr(self.analyzer, "timeout_seconds", None)
-        return float(own) if isinstance(own, (int, float)) else None
+        return stated_timeout(self.analyzer)
 
     def analyze_failure(
         self,

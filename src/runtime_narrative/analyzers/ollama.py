@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
-from runtime_narrative.diagnostics import FailureDiagnostics
-
-from ._http import AnalyzerRequestError, post_json
-from ._prompt import build_prompt, format_answer
+from ._base import HTTPAnalyzer
+from ._http import AnalyzerRequestError
 
 __all__ = ["OllamaFailureAnalyzer"]
 
@@ -16,7 +13,7 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:11434/api/generate"
 DEFAULT_MODEL = "llama3"
 
 
-class OllamaFailureAnalyzer:
+class OllamaFailureAnalyzer(HTTPAnalyzer):
     """Diagnose failures with a model served by Ollama's ``/api/generate``.
 
     ``model`` defaults to RUNTIME_NARRATIVE_MODEL, then ``"llama3"``.
@@ -29,6 +26,8 @@ class OllamaFailureAnalyzer:
     .. versionadded:: 0.1.0
     """
 
+    _default_model = DEFAULT_MODEL
+
     def __init__(
         self,
         model: Optional[str] = None,
@@ -39,34 +38,13 @@ class OllamaFailureAnalyzer:
         connect_timeout_seconds: Optional[float] = None,
         options: Optional[dict[str, Any]] = None,
     ) -> None:
-        self.model = model or os.environ.get("RUNTIME_NARRATIVE_MODEL") or DEFAULT_MODEL
-        self.endpoint = endpoint
-        self.timeout_seconds = float(timeout_seconds)
-        self.connect_timeout_seconds = (
-            float(connect_timeout_seconds)
-            if connect_timeout_seconds is not None
-            else min(5.0, self.timeout_seconds)
+        super().__init__(
+            model, endpoint, timeout_seconds, max_context_chars, connect_timeout_seconds
         )
-        self.max_context_chars = int(max_context_chars)
         self.options = dict(options) if options else None
 
-    def analyze_failure(
-        self,
-        *,
-        story_name: str,
-        stage_name: str,
-        failure: FailureDiagnostics,
-        stage_timeline: str,
-        progress_percent: int,
-    ) -> Optional[str]:
-        prompt = build_prompt(
-            story_name=story_name,
-            stage_name=stage_name,
-            failure=failure,
-            stage_timeline=stage_timeline,
-            progress_percent=progress_percent,
-            max_context_chars=self.max_context_chars,
-        )
+    def _payload(self, prompt: str) -> dict[str, Any]:
+        # One JSON answer, not a stream of partial ones.
         payload: dict[str, Any] = {
             "model": self.model,
             "prompt": prompt,
@@ -75,20 +53,12 @@ class OllamaFailureAnalyzer:
         }
         if self.options:
             payload["options"] = self.options
-        answer = post_json(
-            self.endpoint,
-            payload,
-            timeout=self.timeout_seconds,
-            connect_timeout=self.connect_timeout_seconds,
-        )
+        return payload
+
+    def _text(self, answer: Any) -> str:
         text = answer.get("response") if isinstance(answer, dict) else None
         if not isinstance(text, str):
             raise AnalyzerRequestError(
                 f"POST {self.endpoint}: the answer has no 'response' text"
             )
-        return format_answer(text)
-
-    def __repr__(self) -> str:
-        return (
-            f"OllamaFailureAnalyzer(model={self.model!r}, endpoint={self.endpoint!r})"
-        )
+        return text

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
-from runtime_narrative.diagnostics import FailureDiagnostics
-
-from ._http import AnalyzerRequestError, post_json
-from ._prompt import build_prompt, format_answer
+from ._base import HTTPAnalyzer
+from ._http import AnalyzerRequestError
 
 __all__ = ["LLMFailureAnalyzer"]
 
@@ -16,7 +13,7 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8080/v1/chat/completions"
 DEFAULT_MODEL = "gpt-4o-mini"
 
 
-class LLMFailureAnalyzer:
+class LLMFailureAnalyzer(HTTPAnalyzer):
     """Diagnose failures through an OpenAI-compatible chat completions API.
 
     Works with OpenAI, vLLM, llama.cpp, LM Studio and Ollama's OpenAI mode.
@@ -30,6 +27,8 @@ class LLMFailureAnalyzer:
     .. versionadded:: 0.1.0
     """
 
+    _default_model = DEFAULT_MODEL
+
     def __init__(
         self,
         model: Optional[str] = None,
@@ -42,36 +41,14 @@ class LLMFailureAnalyzer:
         json_mode: bool = True,
         temperature: Optional[float] = 0.0,
     ) -> None:
-        self.model = model or os.environ.get("RUNTIME_NARRATIVE_MODEL") or DEFAULT_MODEL
-        self.endpoint = endpoint
-        self._api_key = api_key
-        self.timeout_seconds = float(timeout_seconds)
-        self.connect_timeout_seconds = (
-            float(connect_timeout_seconds)
-            if connect_timeout_seconds is not None
-            else min(5.0, self.timeout_seconds)
+        super().__init__(
+            model, endpoint, timeout_seconds, max_context_chars, connect_timeout_seconds
         )
-        self.max_context_chars = int(max_context_chars)
+        self._api_key = api_key
         self.json_mode = json_mode
         self.temperature = temperature
 
-    def analyze_failure(
-        self,
-        *,
-        story_name: str,
-        stage_name: str,
-        failure: FailureDiagnostics,
-        stage_timeline: str,
-        progress_percent: int,
-    ) -> Optional[str]:
-        prompt = build_prompt(
-            story_name=story_name,
-            stage_name=stage_name,
-            failure=failure,
-            stage_timeline=stage_timeline,
-            progress_percent=progress_percent,
-            max_context_chars=self.max_context_chars,
-        )
+    def _payload(self, prompt: str) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
@@ -80,28 +57,20 @@ class LLMFailureAnalyzer:
             payload["response_format"] = {"type": "json_object"}
         if self.temperature is not None:
             payload["temperature"] = self.temperature
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        answer = post_json(
-            self.endpoint,
-            payload,
-            headers=headers,
-            timeout=self.timeout_seconds,
-            connect_timeout=self.connect_timeout_seconds,
-        )
-        return format_answer(_content(answer, self.endpoint))
+        return payload
 
-    def __repr__(self) -> str:
-        # Never the key.
-        return f"LLMFailureAnalyzer(model={self.model!r}, endpoint={self.endpoint!r})"
+    def _headers(self) -> dict[str, str]:
+        # A local server needs no key; sending none keeps it out of its logs.
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
-
-def _content(answer: Any, endpoint: str) -> str:
-    try:
-        content = answer["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        content = None
-    if not isinstance(content, str):
-        raise AnalyzerRequestError(
-            f"POST {endpoint}: the answer has no choices[0].message.content text"
-        )
-    return content
+    def _text(self, answer: Any) -> str:
+        try:
+            content = answer["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            content = None
+        if not isinstance(content, str):
+            raise AnalyzerRequestError(
+                f"POST {self.endpoint}: the answer has no"
+                " choices[0].message.content text"
+            )
+        return content

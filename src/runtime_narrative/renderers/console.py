@@ -405,7 +405,7 @@ class ConsoleRenderer:
             lines.append(self._labelled(pad, "Traceback:", cut.strip()))
             lines.extend(_block(event.traceback_text, pad + "    "))
         if event.redaction_removed_keys:
-            removed = f"{event.redaction_removed_keys} value(s) hidden"
+            removed = f"{event.redaction_removed_keys} value(s) hidden by key name"
             lines.append(self._labelled(pad, "Redacted:", removed))
 
         lines.extend(self._analysis_lines(event.rules_analysis, None, pad))

@@ -1,8 +1,8 @@
 """The Celery app the Celery integration tests run in a real worker.
 
-The worker is started by the tests with the broker URL and the events file
-in its environment; every event of every task story is appended to that file
-as one JSON line.
+The worker is started by the tests with the broker URL, the events file and
+a SQLite store in its environment; every event of every task story is
+appended to that file as one JSON line and written to the store.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from celery import Celery
 
 from runtime_narrative import JsonRenderer, has_active_story, stage
 from runtime_narrative.integrations.celery import NarrativeTask, connect_narrative
+from runtime_narrative.renderers.sqlite import SqliteStoryRenderer
 
 BROKER_URL = os.environ.get("NARRATIVE_TEST_BROKER_URL")
 QUEUE = os.environ.get("NARRATIVE_TEST_QUEUE", "narrative-tests")
@@ -32,7 +33,12 @@ app.conf.update(
 )
 
 _events_path = os.environ.get("NARRATIVE_TEST_EVENTS_FILE")
+_store_path = os.environ.get("NARRATIVE_TEST_STORE_FILE")
 _renderers: list[object] = []
+if _store_path:
+    # Before the JSON lines: handle(StoryCompleted) returns once the story is
+    # committed, so a story that is complete in the file is complete here.
+    _renderers.append(SqliteStoryRenderer(_store_path))
 if _events_path:
     _renderers.append(JsonRenderer(open(_events_path, "a", buffering=1)))  # noqa: SIM115
 connect_narrative(app, renderers=_renderers)
@@ -68,6 +74,12 @@ def flaky(self: Any, fail_times: int) -> int:
         if self.request.retries < fail_times:
             raise self.retry(exc=ConnectionError("bank unreachable"), countdown=0)
     return self.request.retries
+
+
+@app.task(bind=True, max_retries=1, default_retry_delay=0)
+def hopeless(self: Any) -> None:
+    with stage("Call Bank"):
+        raise self.retry(exc=ConnectionError("bank unreachable"), countdown=0)
 
 
 @app.task

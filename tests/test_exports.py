@@ -70,6 +70,8 @@ PUBLISHED = {
 # Added here, beyond the published package.
 ADDED = {
     "FailureDiagnostics",
+    "NarrativeClientInterceptor",
+    "narrative_async_client_interceptors",
     "PostgresStoryRenderer",
     "RulesFailureAnalyzer",
     "Stage",

@@ -15,12 +15,22 @@ import pytest
 from fastapi import FastAPI
 
 import _celery_app
-from _celery_app import app, charge, decline, flaky, leave_a_stage_open, ping
+from _celery_app import (
+    app,
+    charge,
+    decline,
+    flaky,
+    hopeless,
+    leave_a_stage_open,
+    ping,
+)
 from _redis import redis_url
 from _uvicorn import serve
 from runtime_narrative import StoryRecorder, has_active_story
-from runtime_narrative.integrations.celery import connect_narrative
+from runtime_narrative.integrations.celery import connect_narrative, task_story_id
 from runtime_narrative.integrations.starlette import RuntimeNarrativeMiddleware
+from runtime_narrative.renderers._store import StoredStory
+from runtime_narrative.renderers.sqlite import open_sqlite_reader
 
 TESTS = Path(__file__).parent
 SRC = TESTS.parent / "src"
@@ -29,8 +39,9 @@ SRC = TESTS.parent / "src"
 class Worker:
     """A real Celery worker in a subprocess, writing its events to a file."""
 
-    def __init__(self, events_file: Path) -> None:
+    def __init__(self, events_file: Path, store_file: Path) -> None:
         self.events_file = events_file
+        self.store_file = store_file
 
     def events(self) -> list[dict[str, Any]]:
         if not self.events_file.exists():
@@ -51,6 +62,23 @@ class Worker:
                 raise AssertionError(f"worker events never matched: {events!r}")
             time.sleep(0.02)
 
+    def stored(
+        self, story_id: str, done: Callable[[StoredStory], bool], timeout: float = 20
+    ) -> StoredStory:
+        """The story as the worker's SQLite store holds it, once ``done``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reader = open_sqlite_reader(str(self.store_file))
+            try:
+                found = reader.story(story_id)
+            finally:
+                reader.close()
+            if done(found):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the store never matched: {found!r}")
+            time.sleep(0.02)
+
     def stories(self, task_id: str) -> list[dict[str, Any]]:
         """Events of the stories of one task (all its attempts), in order."""
         return [
@@ -60,15 +88,25 @@ class Worker:
         ]
 
 
-def completed(task_id: str, count: int = 1) -> Callable[[list[dict[str, Any]]], bool]:
+def completed(
+    task_id: str, count: int = 1, failures: int = 0
+) -> Callable[[list[dict[str, Any]]], bool]:
+    """True once the task's story ended, with at least ``failures`` failures.
+
+    A retry may run at once in another worker thread, so the failure an
+    attempt records can arrive after the next attempt has ended the story.
+    """
+
     def check(events: list[dict[str, Any]]) -> bool:
-        ends = [
-            event
+        mine = [
+            event["event"]
             for event in events
-            if event["event"] == "StoryCompleted"
-            and event["story_name"].endswith(f"[task_id={task_id}]")
+            if event.get("story_name", "").endswith(f"[task_id={task_id}]")
         ]
-        return len(ends) >= count
+        return (
+            mine.count("StoryCompleted") >= count
+            and mine.count("FailureOccurred") >= failures
+        )
 
     return check
 
@@ -77,13 +115,16 @@ def completed(task_id: str, count: int = 1) -> Callable[[list[dict[str, Any]]], 
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     url = redis_url()
     queue = f"narrative-tests-{uuid.uuid4().hex[:8]}"
-    events_file = tmp_path_factory.mktemp("celery") / "events.jsonl"
+    directory = tmp_path_factory.mktemp("celery")
+    events_file = directory / "events.jsonl"
+    store_file = directory / "stories.db"
     app.conf.update(broker_url=url, result_backend=url, task_default_queue=queue)
     env = {
         **os.environ,
         "NARRATIVE_TEST_BROKER_URL": url,
         "NARRATIVE_TEST_QUEUE": queue,
         "NARRATIVE_TEST_EVENTS_FILE": str(events_file),
+        "NARRATIVE_TEST_STORE_FILE": str(store_file),
         "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]),
     }
     process = subprocess.Popen(
@@ -98,7 +139,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     )
     try:
         assert ping.delay().get(timeout=30) == "pong"
-        yield Worker(events_file)
+        yield Worker(events_file, store_file)
     finally:
         process.terminate()
         try:
@@ -151,28 +192,34 @@ def test_failed_task_fails_its_story(worker: Worker) -> None:
     assert events[0]["parent_story_id"] is None
 
 
-def test_retries_are_attempt_stages_of_the_task_story(worker: Worker) -> None:
+def test_retries_are_attempt_stages_of_one_task_story(worker: Worker) -> None:
     with StoryRecorder("Sync Payments") as sender:
         result = flaky.delay(2)
 
     assert result.get(timeout=20) == 2
-    worker.wait_for(completed(result.id, count=3))
+    worker.wait_for(completed(result.id, failures=2))
     events = worker.stories(result.id)
     assert sender.runtime is not None
-    ends = {
-        e["story_id"]: e["outcome"] for e in events if e["event"] == "StoryCompleted"
-    }
-    attempts = {
-        e["story_id"]: e["stage_name"]
+    assert {e["story_id"] for e in events} == {task_story_id(result.id)}
+    [started] = [e for e in events if e["event"] == "StoryStarted"]
+    [ended] = [e for e in events if e["event"] == "StoryCompleted"]
+    assert (started["parent_story_id"], started["root_story_id"]) == (
+        sender.runtime.story_id,
+        sender.runtime.story_id,
+    )
+    assert (ended["parent_story_id"], ended["root_story_id"]) == (
+        sender.runtime.story_id,
+        sender.runtime.story_id,
+    )
+    assert (ended["success"], ended["outcome"]) == (True, "SUCCESS")
+    attempts = sorted(
+        (e["stage_index"], e["stage_name"])
         for e in events
         if e["event"] == "StageStarted" and e["stage_name"].startswith("attempt")
-    }
-    by_attempt = {attempts[story_id]: ends[story_id] for story_id in ends}
-    assert by_attempt == {
-        "attempt 1": "RETRY",
-        "attempt 2": "RETRY",
-        "attempt 3": "SUCCESS",
-    }
+    )
+    assert [name for _, name in attempts] == ["attempt 1", "attempt 2", "attempt 3"]
+    indexes = [e["stage_index"] for e in events if e["event"] == "StageStarted"]
+    assert len(indexes) == len(set(indexes)) == 6  # attempt and Call Bank, x3
     reasons = [
         (e["stage_name"], e["error_type"], e["recorded"])
         for e in events
@@ -182,8 +229,53 @@ def test_retries_are_attempt_stages_of_the_task_story(worker: Worker) -> None:
         ("attempt 1", "ConnectionError", True),
         ("attempt 2", "ConnectionError", True),
     ]
-    parents = {e["parent_story_id"] for e in events if e["event"] == "StoryStarted"}
-    assert parents == {sender.runtime.story_id}
+
+
+def test_retried_task_is_one_story_in_a_store(worker: Worker) -> None:
+    result = flaky.delay(2)
+
+    assert result.get(timeout=20) == 2
+    worker.wait_for(completed(result.id))
+    stored = worker.stored(
+        task_story_id(result.id), lambda found: len(found.failures) == 2
+    )
+
+    assert stored.story["name"] == f"_celery_app.flaky [task_id={result.id}]"
+    assert (stored.story["success"], stored.story["outcome"]) == (1, "SUCCESS")
+    assert [s["stage_name"] for s in stored.stages if s["depth"] == 0] == [
+        "attempt 1",
+        "attempt 2",
+        "attempt 3",
+    ]
+    assert [s["completed"] for s in stored.stages if s["depth"] == 0] == [0, 0, 1]
+    assert sorted(f["stage_name"] for f in stored.failures) == [
+        "attempt 1",
+        "attempt 2",
+    ]
+
+
+def test_task_that_exhausts_its_retries_is_one_failed_story(worker: Worker) -> None:
+    result = hopeless.delay()
+
+    result.get(timeout=20, propagate=False)
+    worker.wait_for(completed(result.id, failures=2))
+
+    assert result.failed()
+    events = worker.stories(result.id)
+    assert {e["story_id"] for e in events} == {task_story_id(result.id)}
+    assert [e["event"] for e in events].count("StoryStarted") == 1
+    [ended] = [e for e in events if e["event"] == "StoryCompleted"]
+    assert (ended["success"], ended["outcome"], ended["error_type"]) == (
+        False,
+        "FAILURE",
+        "ConnectionError",
+    )
+    failures = sorted(
+        (e["stage_name"], e["recorded"])
+        for e in events
+        if e["event"] == "FailureOccurred"
+    )
+    assert failures == [("Call Bank", False), ("attempt 1", True)]
 
 
 def test_concurrent_tasks_are_separate_stories(worker: Worker) -> None:
@@ -265,3 +357,22 @@ def test_eager_failure_keeps_the_exception(recorder: StoryRecorder) -> None:
     [failure] = recorder.failures
     assert failure.error_message == str(caught.value)
     assert recorder.stories_completed[0].success is False
+
+
+def test_eager_retries_are_stages_of_one_story(recorder: StoryRecorder) -> None:
+    result = flaky.apply(args=(2,))
+
+    assert result.get() == 2
+    assert {e.story_id for e in recorder.events} == {task_story_id(result.id)}
+    assert len(recorder.stories_started) == 1
+    [ended] = recorder.stories_completed
+    assert (ended.success, ended.outcome) == (True, "SUCCESS")
+    starts = [(e.stage_index, e.stage_name) for e in recorder.stages_started]
+    assert starts == [
+        (0, "attempt 1"),
+        (1, "Call Bank"),
+        (2, "attempt 2"),
+        (3, "Call Bank"),
+        (4, "attempt 3"),
+        (5, "Call Bank"),
+    ]

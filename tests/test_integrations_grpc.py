@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent import futures
 from types import ModuleType
-from typing import Any
+from typing import Any, Optional
 
 import grpc
 import grpc.aio
@@ -14,8 +14,10 @@ from grpc_service import generate
 from runtime_narrative import StoryRecorder, stage
 from runtime_narrative.integrations import narrative_metadata
 from runtime_narrative.integrations.grpc import (
+    NarrativeClientInterceptor,
     RuntimeNarrativeAsyncInterceptor,
     RuntimeNarrativeInterceptor,
+    narrative_async_client_interceptors,
 )
 
 SAY = "/narrative.test.Echo/Say"
@@ -69,9 +71,10 @@ def sync_servicer(messages: ModuleType, services: ModuleType) -> Any:
 
 
 @pytest.fixture
-def sync_server(
+def sync_target(
     stubs: tuple[ModuleType, ModuleType],
-) -> Iterator[tuple[Any, StoryRecorder, ModuleType]]:
+) -> Iterator[tuple[str, StoryRecorder]]:
+    """A sync server on 127.0.0.1: its address, and the recorder of its stories."""
     messages, services = stubs
     recorder = StoryRecorder()
     server = grpc.server(
@@ -81,12 +84,23 @@ def sync_server(
     services.add_EchoServicer_to_server(sync_servicer(messages, services), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield f"127.0.0.1:{port}", recorder
+    finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def sync_server(
+    stubs: tuple[ModuleType, ModuleType], sync_target: tuple[str, StoryRecorder]
+) -> Iterator[tuple[Any, StoryRecorder, ModuleType]]:
+    messages, services = stubs
+    target, recorder = sync_target
+    channel = grpc.insecure_channel(target)
     try:
         yield services.EchoStub(channel), recorder, messages
     finally:
         channel.close()
-        server.stop(None)
 
 
 def notes(messages: ModuleType, *texts: str) -> Iterator[Any]:
@@ -218,6 +232,54 @@ def test_metadata_makes_the_call_a_sub_story_of_the_caller(sync_server: Any) -> 
     assert started.root_story_id == caller.runtime.story_id
 
 
+def test_client_interceptor_sends_the_caller_story_on_every_kind_of_call(
+    stubs: tuple[ModuleType, ModuleType], sync_target: tuple[str, StoryRecorder]
+) -> None:
+    messages, services = stubs
+    target, recorder = sync_target
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(target), NarrativeClientInterceptor()
+    )
+    stub = services.EchoStub(channel)
+    try:
+        with StoryRecorder("Client Job") as caller:
+            stub.Say(messages.Note(text="hi"))
+            list(stub.Split(messages.Note(text="a b")))
+            stub.Join(notes(messages, "x"))
+            list(stub.Chat(notes(messages, "p")))
+        stub.Say(messages.Note(text="outside"))
+    finally:
+        channel.close()
+
+    assert caller.runtime is not None
+    parents = [event.parent_story_id for event in recorder.stories_started]
+    roots = {event.root_story_id for event in recorder.stories_started[:4]}
+    assert parents == [caller.runtime.story_id] * 4 + [None]
+    assert roots == {caller.runtime.story_id}
+
+
+def test_client_interceptor_keeps_metadata_the_caller_set(
+    stubs: tuple[ModuleType, ModuleType], sync_target: tuple[str, StoryRecorder]
+) -> None:
+    messages, services = stubs
+    target, recorder = sync_target
+    channel = grpc.intercept_channel(
+        grpc.insecure_channel(target), NarrativeClientInterceptor()
+    )
+    stub = services.EchoStub(channel)
+    try:
+        with StoryRecorder("Outer Job") as outer:
+            sent = narrative_metadata()
+            with StoryRecorder("Inner Job"):
+                stub.Say(messages.Note(text="hi"), metadata=sent)
+    finally:
+        channel.close()
+
+    assert outer.runtime is not None
+    [started] = recorder.stories_started
+    assert started.parent_story_id == outer.runtime.story_id
+
+
 # -- the asyncio server ----------------------------------------------------------
 
 
@@ -251,7 +313,9 @@ def async_servicer(messages: ModuleType, services: ModuleType) -> Any:
 
 
 async def start_async_server(
-    stubs: tuple[ModuleType, ModuleType], recorder: StoryRecorder
+    stubs: tuple[ModuleType, ModuleType],
+    recorder: StoryRecorder,
+    client_interceptors: Optional[Sequence[Any]] = None,
 ) -> tuple[grpc.aio.Server, grpc.aio.Channel, Any]:
     messages, services = stubs
     server = grpc.aio.server(
@@ -260,7 +324,9 @@ async def start_async_server(
     services.add_EchoServicer_to_server(async_servicer(messages, services), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", interceptors=client_interceptors
+    )
     return server, channel, services.EchoStub(channel)
 
 
@@ -338,6 +404,32 @@ async def test_async_concurrent_calls_are_separate_stories(
     assert {event.parent_story_id for event in started} == {caller.runtime.story_id}
     by_story = {event.story_id: event.stage_name for event in recorder.stages_completed}
     assert sorted(by_story.values()) == sorted(f"Answer n{n}" for n in range(count))
+
+
+async def test_async_client_interceptors_send_the_caller_story(
+    stubs: tuple[ModuleType, ModuleType],
+) -> None:
+    messages, _ = stubs
+    recorder = StoryRecorder()
+    server, channel, stub = await start_async_server(
+        stubs, recorder, narrative_async_client_interceptors()
+    )
+    try:
+        async with StoryRecorder("Async Client Job") as caller:
+            await stub.Say(messages.Note(text="hi"))
+            [note async for note in stub.Split(messages.Note(text="a b"))]
+            await stub.Join(notes(messages, "x"))
+            [note async for note in stub.Chat(notes(messages, "p"))]
+        await stub.Say(messages.Note(text="outside"))
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+    assert caller.runtime is not None
+    names = [e.story_name.rsplit("/", 1)[1] for e in recorder.stories_started]
+    parents = [event.parent_story_id for event in recorder.stories_started]
+    assert names == ["Say", "Split", "Join", "Chat", "Say"]
+    assert parents == [caller.runtime.story_id] * 4 + [None]
 
 
 def test_cancelled_stream_leaves_nothing_behind_in_the_thread(

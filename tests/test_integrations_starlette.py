@@ -253,7 +253,7 @@ def test_default_renderer_depends_on_the_terminal(
 
     middleware = RuntimeNarrativeMiddleware(make_app(StoryRecorder()))
 
-    [renderer] = middleware._options["renderers"]
+    [renderer] = middleware._options["renderers"].renderers
     assert isinstance(renderer, expected)
 
 

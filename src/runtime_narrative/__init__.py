@@ -76,6 +76,8 @@ _LAZY: dict[str, str] = {
     "connect_narrative": "integrations.celery",
     "RuntimeNarrativeInterceptor": "integrations.grpc",
     "RuntimeNarrativeAsyncInterceptor": "integrations.grpc",
+    "NarrativeClientInterceptor": "integrations.grpc",
+    "narrative_async_client_interceptors": "integrations.grpc",
 }
 
 __all__ = [
@@ -96,6 +98,7 @@ __all__ = [
     "LLMAnalysisReady",
     "LLMFailureAnalyzer",
     "LogRecorded",
+    "NarrativeClientInterceptor",
     "NarrativeLogHandler",
     "NarrativeTask",
     "NarrativeTaskGroup",
@@ -131,6 +134,7 @@ __all__ = [
     "has_active_story",
     "http_outcome",
     "instrument_module",
+    "narrative_async_client_interceptors",
     "narrative_class",
     "narrative_stage",
     "no_stage",

@@ -25,7 +25,7 @@ from .events import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import asyncio
-    from typing import Any, Optional
+    from typing import Any, Optional, Union
 
 __all__ = ["Story", "StoryRuntime", "http_outcome", "story"]
 
@@ -66,8 +66,10 @@ class StoryRuntime:
         suppress_traceback: bool,
         parent: Optional[StoryRuntime],
         remote_parent: Optional[tuple[str, Optional[str]]] = None,
+        story_id: Optional[str] = None,
+        first_stage_index: int = 0,
     ) -> None:
-        self.story_id = _new_story_id()
+        self.story_id = story_id or _new_story_id()
         self.story_name = story_name
         self.parent_story_id: Optional[str]
         self.root_story_id: str
@@ -96,8 +98,12 @@ class StoryRuntime:
         self.started_at = _now()
         self.duration_seconds: Optional[float] = None
         self._t0 = time.perf_counter()
-        self._stage_counter = itertools.count()
-        self._stages_started = 0
+        # A resumed story numbers its stages on from the run before it; the
+        # hot path in stage.py keeps ``_stages_started`` at the next index.
+        self._first_stage_index = first_stage_index
+        self._stage_counter = itertools.count(first_stage_index)
+        self._stages_started = first_stage_index
+        self.suspended = False
         self.completed_stages = 0
         # Progress counts top-level stages only: a nested stage is part of
         # the step that encloses it.
@@ -123,6 +129,16 @@ class StoryRuntime:
 
     @property
     def stages_started(self) -> int:
+        """Stages started in this run of the story."""
+        return self._stages_started - self._first_stage_index
+
+    @property
+    def next_stage_index(self) -> int:
+        """The ``stage_index`` the next stage will get.
+
+        Pass it as ``resume_stage_index`` to the run that continues this
+        story after ``suspend()``, so stage indexes never repeat.
+        """
         return self._stages_started
 
     def progress_counts(self) -> tuple[int, int]:
@@ -163,6 +179,20 @@ class StoryRuntime:
         separately with ``set_outcome``.
         """
         self.failure_reason = str(reason)
+
+    def suspend(self) -> None:
+        """End this run of the story without ending the story.
+
+        When the ``with`` block exits, neither StoryCompleted nor a
+        FailureOccurred is emitted: a later run, opened with the same
+        ``story_id`` and ``resume_stage_index``, continues the story and ends
+        it. Record what should be kept of this run's failure first, with
+        ``record_failure``. The Celery integration uses this for a task that
+        will be retried.
+
+        .. versionadded:: 0.1.0
+        """
+        self.suspended = True
 
     # -- bookkeeping used by stage() ------------------------------------------
 
@@ -375,7 +405,9 @@ class Story:
         parent_scope = current_scope.get()
         parent = parent_scope.runtime if parent_scope is not None else None
         renderers = kwargs.get("renderers")
-        if renderers is not None:
+        if isinstance(renderers, Dispatcher):
+            dispatcher = renderers
+        elif renderers is not None:
             dispatcher = Dispatcher(renderers)
         elif parent is not None:
             dispatcher = parent.dispatcher
@@ -408,6 +440,8 @@ class Story:
             suppress_traceback=bool(kwargs.get("suppress_traceback", False)),
             parent=parent,
             remote_parent=_remote_parent(kwargs),
+            story_id=kwargs.get("story_id"),
+            first_stage_index=kwargs.get("resume_stage_index") or 0,
         )
         if total is not None:
             runtime.set_total_stages(total)
@@ -429,15 +463,19 @@ class Story:
 
     def __enter__(self) -> StoryRuntime:
         runtime = self._open()
-        if runtime.dispatcher:
+        if runtime.dispatcher and not self._resumed:
             runtime.dispatcher.emit(self._started_event(runtime))
         return runtime
 
     async def __aenter__(self) -> StoryRuntime:
         runtime = self._open()
-        if runtime.dispatcher:
+        if runtime.dispatcher and not self._resumed:
             await runtime.dispatcher.aemit(self._started_event(runtime))
         return runtime
+
+    @property
+    def _resumed(self) -> bool:
+        return self._kwargs.get("resume_stage_index") is not None
 
     # -- exit ----------------------------------------------------------------
 
@@ -449,6 +487,8 @@ class Story:
     ) -> None:
         runtime, scope = self._take()
         try:
+            if runtime.suspended:
+                return
             if isinstance(exc, Exception) and not _is_cancellation(exc):
                 self._fail_sync(runtime, exc)
             completed = _completed_event(runtime, exc)
@@ -466,6 +506,8 @@ class Story:
     ) -> None:
         runtime, scope = self._take()
         try:
+            if runtime.suspended:
+                return
             if isinstance(exc, Exception) and not _is_cancellation(exc):
                 await self._fail_async(runtime, exc)
             completed = _completed_event(runtime, exc)
@@ -530,7 +572,7 @@ def _log_failure_path_error(runtime: StoryRuntime, error: BaseException) -> None
 def story(
     name: str,
     *,
-    renderers: Optional[Iterable[object]] = None,
+    renderers: Union[Iterable[object], Dispatcher, None] = None,
     failure_analyzer: Optional[object] = None,
     background_analysis: Optional[bool] = None,
     diagnostics_config: Optional[FailureDiagnosticsConfig] = None,
@@ -545,6 +587,8 @@ def story(
     suppress_traceback: bool = False,
     parent_story_id: Optional[str] = None,
     root_story_id: Optional[str] = None,
+    story_id: Optional[str] = None,
+    resume_stage_index: Optional[int] = None,
 ) -> Story:
     """Open a story: ``with story("Import Customers") as runtime: ...``.
 
@@ -557,6 +601,18 @@ def story(
     ``parent_story_id`` and ``root_story_id`` continue a story from another
     process (the integrations read them from request or task headers); they
     apply only when no story is open here.
+
+    ``story_id`` gives the story this id (32 lowercase hex digits) instead of
+    a new random one. ``resume_stage_index`` continues a story that an
+    earlier run ended with ``runtime.suspend()``, under the same
+    ``story_id``: no StoryStarted is emitted, and stage indexes go on from
+    this number (that run's ``runtime.next_stage_index``). Stores keyed by
+    story id then hold one story with the stages of every run. The Celery
+    integration runs a task's retries this way.
+
+    ``renderers`` may also be a prebuilt ``Dispatcher``, reused as is: an
+    integration that opens many stories with the same renderers builds it
+    once.
 
     The story never changes the exception that leaves it: the same object,
     traceback and chain, whatever a renderer or analyzer does.
@@ -576,6 +632,8 @@ def story(
         "suppress_traceback": suppress_traceback,
         "parent_story_id": parent_story_id,
         "root_story_id": root_story_id,
+        "story_id": story_id,
+        "resume_stage_index": resume_stage_index,
     }
     if background_analysis is not None:
         kwargs["background_analysis"] = background_analysis
@@ -599,6 +657,8 @@ STORY_KWARGS = frozenset(
         "suppress_traceback",
         "parent_story_id",
         "root_story_id",
+        "story_id",
+        "resume_stage_index",
     }
 )
 
@@ -615,6 +675,23 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
         not isinstance(total, int) or isinstance(total, bool) or total < 0
     ):
         raise ValueError(f"total_stages must be an int >= 0; got {total!r}")
+    story_id = kwargs.get("story_id")
+    if story_id is not None and not _is_story_id(story_id):
+        raise ValueError(f"story_id must be 32 lowercase hex digits; got {story_id!r}")
+    resume = kwargs.get("resume_stage_index")
+    if resume is not None:
+        if not isinstance(resume, int) or isinstance(resume, bool) or resume < 0:
+            raise ValueError(f"resume_stage_index must be an int >= 0; got {resume!r}")
+        if story_id is None:
+            raise ValueError("resume_stage_index needs the story_id of the story")
+
+
+def _is_story_id(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 32
+        and not value.strip("0123456789abcdef")
+    )
 
 
 def _remote_parent(kwargs: dict[str, Any]) -> Optional[tuple[str, Optional[str]]]:

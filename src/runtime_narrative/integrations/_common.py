@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any, Optional
 
 from runtime_narrative.diagnostics.config import FailureDiagnosticsConfig
+from runtime_narrative.dispatch import Dispatcher
 
 __all__ = ["default_web_renderers", "is_server_error", "story_options"]
 
@@ -42,13 +43,14 @@ def story_options(
     """The ``story()`` keyword arguments an integration passes every time.
 
     The diagnostics settings are read from the environment here, once, when
-    the integration is set up, instead of at every request or task.
+    the integration is set up, instead of at every request or task; so is
+    the Dispatcher over the renderers, which every story then reuses.
     """
     config = FailureDiagnosticsConfig.from_env().merge(
         runtime_environment=runtime_environment
     )
     return {
-        "renderers": (
+        "renderers": Dispatcher(
             list(renderers) if renderers is not None else default_web_renderers()
         ),
         "failure_analyzer": failure_analyzer,

@@ -122,8 +122,11 @@ def narrative_metadata() -> list[tuple[str, str]]:
     return list(narrative_headers().items())
 
 
-def _add_headers(headers: Any, trace_context: bool) -> None:
-    """Set the story header (and W3C trace context) unless already present."""
+def add_story_headers(headers: Any, trace_context: bool) -> None:
+    """Set the story header (and W3C trace context) unless already present.
+
+    ``headers`` is any mutable mapping with ``in`` and item assignment.
+    """
     for key, value in narrative_headers().items():
         if key not in headers:
             headers[key] = value
@@ -162,12 +165,12 @@ def install_httpx(client: Any, *, trace_context: bool = True) -> Any:
     if isinstance(client, httpx.AsyncClient):
 
         async def hook(request: httpx.Request) -> None:
-            _add_headers(request.headers, trace_context)
+            add_story_headers(request.headers, trace_context)
 
     else:
 
         def hook(request: httpx.Request) -> None:
-            _add_headers(request.headers, trace_context)
+            add_story_headers(request.headers, trace_context)
 
     hook._runtime_narrative = True
     request_hooks.append(hook)
@@ -194,7 +197,7 @@ def install_requests(session: Any, *, trace_context: bool = True) -> Any:
             self.inner = inner
 
         def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            _add_headers(request.headers, trace_context)
+            add_story_headers(request.headers, trace_context)
             return self.inner.send(request, *args, **kwargs)
 
         def close(self) -> None:

@@ -5,12 +5,15 @@ its base class; ``@app.task(base=NarrativeTask)`` gives one to that task
 alone. Both work through the same signal handlers, so a task is never wrapped
 twice.
 
-* The story is named ``"<task.name> [task_id=<id>]"``; the attempt runs in a
-  stage named ``"attempt N"`` (N = retries + 1).
+* The story is named ``"<task.name> [task_id=<id>]"``; each attempt runs in
+  a stage named ``"attempt N"`` (N = retries + 1).
+* A task and its retries are one story. Its id is derived from the task id,
+  which Celery keeps across retries; the first attempt starts the story, an
+  attempt that retries suspends it (its reason recorded as a FailureOccurred
+  with ``recorded=True``), and the next attempt resumes it, numbering its
+  stages on from where the last one stopped (message header
+  ``x-narrative-resume``). The last attempt ends the story.
 * A task that raises fails its story, with the usual FailureOccurred.
-* A retry ends the attempt's story with outcome ``RETRY`` and the reason
-  recorded as a FailureOccurred (``recorded=True``); the next attempt is a
-  new story, a sub-story of the attempt that scheduled it, with the same name.
 * A task sent while a story is open carries that story's ids in the message
   header ``x-narrative-story``; the worker's story continues it.
 * When a task ends, the worker's context is put back as it was before the
@@ -23,8 +26,11 @@ Per-task settings are class attributes (or ``@app.task(...)`` options):
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Optional
 
@@ -44,7 +50,10 @@ from runtime_narrative.story import Story, StoryRuntime, story
 from ._common import story_options
 from ._propagation import STORY_HEADER, narrative_headers, parse_story_header
 
-__all__ = ["NarrativeTask", "connect_narrative"]
+__all__ = ["NarrativeTask", "connect_narrative", "task_story_id"]
+
+#: The message header of a retry: the stage index its attempt starts at.
+RESUME_HEADER = "x-narrative-resume"
 
 # The defaults connect_narrative() set, per Celery app.
 _app_options: weakref.WeakKeyDictionary[Any, dict[str, Any]] = (
@@ -61,7 +70,7 @@ _TASK_ATTRIBUTES = {
 class _OpenTask:
     """A task run in progress: its story, its attempt stage, the prior scope."""
 
-    __slots__ = ("attempt", "narrative", "previous", "runtime")
+    __slots__ = ("attempt", "narrative", "previous", "retry_reason", "runtime")
 
     def __init__(
         self,
@@ -74,6 +83,7 @@ class _OpenTask:
         self.runtime = runtime
         self.attempt = attempt
         self.previous = previous
+        self.retry_reason: Optional[BaseException] = None
 
 
 # Each run's state is kept on its Celery request context: an attempt and its
@@ -81,6 +91,28 @@ class _OpenTask:
 _REQUEST_ATTRIBUTE = "_runtime_narrative_run"
 _connect_lock = threading.Lock()
 _connected = False
+
+# Where suspended task stories stopped numbering stages, for retries that run
+# in this process without a message (eager calls). Bounded: a retry that
+# runs elsewhere reads the message header instead.
+_RESUME_MEMORY = 1024
+_resume_at: OrderedDict[str, int] = OrderedDict()
+_resume_lock = threading.Lock()
+
+
+def task_story_id(task_id: str) -> str:
+    """The story id of a Celery task: the same for the task and its retries.
+
+    A UUID task id (Celery's own) gives its 32 hex digits, so the story and
+    the task are found by the same id; any other id is hashed to 32 hex
+    digits.
+
+    .. versionadded:: 0.1.0
+    """
+    try:
+        return uuid.UUID(task_id).hex
+    except ValueError:
+        return hashlib.blake2b(task_id.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def connect_narrative(
@@ -169,8 +201,29 @@ def _options_for(task: Any) -> Optional[dict[str, Any]]:
 def _on_publish(headers: Optional[dict[str, Any]] = None, **_: Any) -> None:
     if headers is None:
         return
+    retried = _retried_story(headers.get("id"))
+    if retried is not None:
+        # A retry keeps the header of the original message (Celery copies
+        # it): the story it continues has the same parent as before.
+        headers[RESUME_HEADER] = str(retried.next_stage_index)
+        return
     for key, value in narrative_headers().items():
         headers.setdefault(key, value)
+
+
+def _retried_story(task_id: Any) -> Optional[StoryRuntime]:
+    """The open story of task ``task_id`` here, when this publish is its retry."""
+    if not isinstance(task_id, str):
+        return None
+    scope = current_scope.get()
+    if scope is None:
+        return None
+    wanted = task_story_id(task_id)
+    while scope is not None:
+        if scope.runtime.story_id == wanted:
+            return scope.runtime
+        scope = scope.parent
+    return None
 
 
 def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
@@ -182,10 +235,14 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
     if parsed is not None:
         options["parent_story_id"], options["root_story_id"] = parsed
     previous = current_scope.get()
+    story_id = task_story_id(task_id)
+    retries = request.retries or 0
+    if retries:
+        options["resume_stage_index"] = _resume_index(story_id, request, retries)
 
-    narrative = story(f"{task.name} [task_id={task_id}]", **options)
+    narrative = story(f"{task.name} [task_id={task_id}]", story_id=story_id, **options)
     runtime = narrative.__enter__()
-    attempt = Stage(f"attempt {(request.retries or 0) + 1}")
+    attempt = Stage(f"attempt {retries + 1}")
     attempt.__enter__()
 
     setattr(
@@ -193,12 +250,32 @@ def _on_prerun(task_id: str, task: Any, **_: Any) -> None:
     )
 
 
-def _request_header(request: Any) -> Optional[str]:
-    value = getattr(request, STORY_HEADER, None)
+def _request_header(request: Any, name: str = STORY_HEADER) -> Optional[str]:
+    value = getattr(request, name, None)
     if value is None:
         headers = getattr(request, "headers", None) or {}
-        value = headers.get(STORY_HEADER)
+        value = headers.get(name)
     return value if isinstance(value, str) else None
+
+
+def _resume_index(story_id: str, request: Any, retries: int) -> int:
+    """Where a retry's stage indexes start: after every earlier attempt's."""
+    with _resume_lock:
+        remembered = _resume_at.pop(story_id, None)
+    header = _request_header(request, RESUME_HEADER)
+    sent = int(header) if header is not None and header.isdigit() else None
+    known = [index for index in (remembered, sent) if index is not None]
+    if known:
+        return max(known)
+    # Neither header nor memory: leave a wide gap rather than reuse indexes.
+    return retries * 1000
+
+
+def _remember_resume(runtime: StoryRuntime) -> None:
+    with _resume_lock:
+        _resume_at[runtime.story_id] = runtime.next_stage_index
+        while len(_resume_at) > _RESUME_MEMORY:
+            _resume_at.popitem(last=False)
 
 
 def _on_retry(request: Any = None, reason: Any = None, **_: Any) -> None:
@@ -211,6 +288,9 @@ def _on_retry(request: Any = None, reason: Any = None, **_: Any) -> None:
     cause = getattr(reason, "exc", None) if isinstance(reason, Retry) else reason
     if isinstance(cause, BaseException):
         open_task.runtime.record_failure(cause, stage_name=open_task.attempt.name)
+    open_task.retry_reason = (
+        reason if isinstance(reason, BaseException) else Retry("retried")
+    )
 
 
 def _on_failure(
@@ -228,6 +308,13 @@ def _on_failure(
 def _on_postrun(task: Any = None, state: Any = None, **_: Any) -> None:
     open_task = _take(task)
     if open_task is None:
+        return
+    if open_task.retry_reason is not None:
+        # The story goes on in the next attempt: this one ends as failed,
+        # and the story is suspended rather than completed.
+        open_task.runtime.suspend()
+        _close(open_task, open_task.retry_reason)
+        _remember_resume(open_task.runtime)
         return
     if not open_task.runtime.outcome:
         open_task.runtime.set_outcome(str(state or "SUCCESS"))

@@ -1,9 +1,14 @@
-"""gRPC server interceptors: every call is a story named by its method path.
+"""gRPC interceptors: every call is a story named by its method path.
 
 ``RuntimeNarrativeInterceptor`` is for ``grpc.server``,
 ``RuntimeNarrativeAsyncInterceptor`` for ``grpc.aio.server``. Both handle the
 four kinds of method; for a streamed response the story lasts until the last
 message is sent.
+
+On the client side, ``NarrativeClientInterceptor`` (for
+``grpc.intercept_channel``) and ``narrative_async_client_interceptors()``
+(for ``grpc.aio`` channels) put the ids of the story open where a call is
+made into its metadata, so the server's story becomes a sub-story of it.
 
 How a call ends:
 
@@ -22,8 +27,9 @@ outcomes only, like an HTTP 4xx.
 
 from __future__ import annotations
 
+import collections
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
 try:
@@ -37,9 +43,14 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from runtime_narrative.story import StoryRuntime, story
 
 from ._common import story_options
-from ._propagation import story_parent_from_headers
+from ._propagation import add_story_headers, story_parent_from_headers
 
-__all__ = ["RuntimeNarrativeAsyncInterceptor", "RuntimeNarrativeInterceptor"]
+__all__ = [
+    "NarrativeClientInterceptor",
+    "RuntimeNarrativeAsyncInterceptor",
+    "RuntimeNarrativeInterceptor",
+    "narrative_async_client_interceptors",
+]
 
 _FAILED_CODES = frozenset(
     {
@@ -117,15 +128,20 @@ def _aborted(context: Any, exc: BaseException) -> bool:
     return bool(getattr(state, "aborted", False))
 
 
-class RuntimeNarrativeInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """A story per call on a ``grpc.server``, named by the full method path.
+def _is_abort(runtime: StoryRuntime, context: Any, exc: BaseException) -> bool:
+    """Whether the handler's ``exc`` is an abort; if not, the call is UNKNOWN.
 
-    ``grpc.server(pool, interceptors=[RuntimeNarrativeInterceptor(...)])``.
-    An ``x-narrative-story`` metadata entry makes the story a sub-story of the
-    caller's (see ``narrative_metadata()``).
-
-    .. versionadded:: 0.1.0
+    The caller re-raises a non-abort itself, with a bare ``raise``, so the
+    exception leaves with its traceback untouched.
     """
+    if _aborted(context, exc):
+        return True
+    runtime.set_outcome(grpc.StatusCode.UNKNOWN.name)
+    return False
+
+
+class _Interceptor:
+    """What the sync and the asyncio server interceptors share."""
 
     def __init__(
         self,
@@ -136,18 +152,41 @@ class RuntimeNarrativeInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         self._options = _Options(renderers, failure_analyzer, runtime_environment)
 
+    def _call_of(
+        self, handler: Any, details: grpc.HandlerCallDetails
+    ) -> Optional[tuple[str, Any, str, dict[str, Any]]]:
+        """(kind, inner behaviour, story name, story options), or None."""
+        kind = _kind(handler)
+        if kind is None:
+            return None
+        return (
+            kind,
+            getattr(handler, kind),
+            details.method,
+            self._options.for_call(details),
+        )
+
+
+class RuntimeNarrativeInterceptor(_Interceptor, grpc.ServerInterceptor):  # type: ignore[misc]
+    """A story per call on a ``grpc.server``, named by the full method path.
+
+    ``grpc.server(pool, interceptors=[RuntimeNarrativeInterceptor(...)])``.
+    An ``x-narrative-story`` metadata entry makes the story a sub-story of the
+    caller's (see ``NarrativeClientInterceptor``).
+
+    .. versionadded:: 0.1.0
+    """
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Any],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = continuation(handler_call_details)
-        kind = _kind(handler)
-        if kind is None:
+        call = self._call_of(handler, handler_call_details)
+        if call is None:
             return handler
-        name = handler_call_details.method
-        inner = getattr(handler, kind)
-        options = self._options.for_call(handler_call_details)
+        kind, inner, name, options = call
         if handler.response_streaming:
 
             def stream_behaviour(request: Any, context: Any) -> Iterator[Any]:
@@ -173,8 +212,7 @@ def _unary_story(
         try:
             response = inner(request, context)
         except Exception as exc:
-            if not _aborted(context, exc):
-                runtime.set_outcome(grpc.StatusCode.UNKNOWN.name)
+            if not _is_abort(runtime, context, exc):
                 raise
             aborted = exc
         _note_status(runtime, context)
@@ -195,8 +233,7 @@ def _stream_story(
         try:
             yield from inner(request, context)
         except Exception as exc:
-            if not _aborted(context, exc):
-                runtime.set_outcome(grpc.StatusCode.UNKNOWN.name)
+            if not _is_abort(runtime, context, exc):
                 raise
             aborted = exc
         _note_status(runtime, context)
@@ -204,7 +241,7 @@ def _stream_story(
         raise aborted
 
 
-class RuntimeNarrativeAsyncInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class RuntimeNarrativeAsyncInterceptor(_Interceptor, grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """A story per call on a ``grpc.aio.server``; see RuntimeNarrativeInterceptor.
 
     Handlers written as ``async def`` (returning a response, or writing with
@@ -214,27 +251,16 @@ class RuntimeNarrativeAsyncInterceptor(grpc.aio.ServerInterceptor):  # type: ign
     .. versionadded:: 0.1.0
     """
 
-    def __init__(
-        self,
-        *,
-        renderers: Optional[Iterable[object]] = None,
-        failure_analyzer: Optional[object] = None,
-        runtime_environment: Optional[str] = None,
-    ) -> None:
-        self._options = _Options(renderers, failure_analyzer, runtime_environment)
-
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(handler_call_details)
-        kind = _kind(handler)
-        if kind is None:
+        call = self._call_of(handler, handler_call_details)
+        if call is None:
             return handler
-        name = handler_call_details.method
-        inner = getattr(handler, kind)
-        options = self._options.for_call(handler_call_details)
+        kind, inner, name, options = call
         if inspect.isasyncgenfunction(inner):
             # gRPC looks at the handler itself to tell a stream from a
             # coroutine, so the wrapper must be an async generator too.
@@ -267,8 +293,7 @@ async def _async_unary_story(
         try:
             response = await inner(request, context)
         except Exception as exc:
-            if not _aborted(context, exc):
-                runtime.set_outcome(grpc.StatusCode.UNKNOWN.name)
+            if not _is_abort(runtime, context, exc):
                 raise
             aborted = exc
         _note_status(runtime, context)
@@ -290,10 +315,181 @@ async def _async_stream_story(
             async for response in inner(request, context):
                 yield response
         except Exception as exc:
-            if not _aborted(context, exc):
-                runtime.set_outcome(grpc.StatusCode.UNKNOWN.name)
+            if not _is_abort(runtime, context, exc):
                 raise
             aborted = exc
         _note_status(runtime, context)
     if aborted is not None:
         raise aborted
+
+
+# -- client side -------------------------------------------------------------------
+
+
+def _with_story_metadata(metadata: Any, trace_context: bool) -> Any:
+    """``metadata`` plus the story header (and trace context) not yet in it."""
+    pairs: list[tuple[str, Any]] = list(metadata or ())
+    present = {str(key).lower() for key, _ in pairs}
+    extra: dict[str, str] = {}
+    add_story_headers(extra, trace_context)
+    added = [(key, value) for key, value in extra.items() if key not in present]
+    if not added:
+        return metadata
+    if isinstance(metadata, grpc.aio.Metadata):
+        return grpc.aio.Metadata(*pairs, *added)
+    return (*pairs, *added)
+
+
+class _ClientCallDetails(
+    collections.namedtuple(
+        "_ClientCallDetails",
+        (
+            "method",
+            "timeout",
+            "metadata",
+            "credentials",
+            "wait_for_ready",
+            "compression",
+        ),
+    ),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    """The details of a sync call, with the metadata replaced."""
+
+
+def _sync_details(details: Any, trace_context: bool) -> Any:
+    metadata = _with_story_metadata(details.metadata, trace_context)
+    if metadata is details.metadata:
+        return details
+    return _ClientCallDetails(
+        details.method,
+        details.timeout,
+        metadata,
+        details.credentials,
+        getattr(details, "wait_for_ready", None),
+        getattr(details, "compression", None),
+    )
+
+
+class NarrativeClientInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Send the caller's story ids with every call of a sync channel.
+
+    ``channel = grpc.intercept_channel(channel, NarrativeClientInterceptor())``.
+    Each call made while a story is open carries the ``x-narrative-story``
+    metadata entry, so a server with ``RuntimeNarrativeInterceptor`` makes its
+    story a sub-story of the caller's. Outside a story nothing is added, and
+    an entry the caller set itself is kept. With ``trace_context=True`` and
+    opentelemetry-api installed, W3C ``traceparent``/``tracestate`` are added
+    too when not already set.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(self, *, trace_context: bool = True) -> None:
+        self.trace_context = trace_context
+
+    def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(_sync_details(details, self.trace_context), request)
+
+    def intercept_unary_stream(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(_sync_details(details, self.trace_context), request)
+
+    def intercept_stream_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return continuation(_sync_details(details, self.trace_context), requests)
+
+    def intercept_stream_stream(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return continuation(_sync_details(details, self.trace_context), requests)
+
+
+class _AsyncClientInterceptor:
+    """The part of the asyncio client interceptors that is the same for all."""
+
+    def __init__(self, trace_context: bool) -> None:
+        self.trace_context = trace_context
+
+    def _details(self, details: Any) -> Any:
+        metadata = _with_story_metadata(details.metadata, self.trace_context)
+        if metadata is details.metadata:
+            return details
+        return grpc.aio.ClientCallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+        )
+
+
+class _AsyncUnaryUnary(_AsyncClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _AsyncUnaryStream(
+    _AsyncClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    async def intercept_unary_stream(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _AsyncStreamUnary(
+    _AsyncClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
+):
+    async def intercept_stream_unary(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _AsyncStreamStream(
+    _AsyncClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    async def intercept_stream_stream(
+        self, continuation: Callable[[Any, Any], Any], details: Any, requests: Any
+    ) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+def narrative_async_client_interceptors(
+    *, trace_context: bool = True
+) -> Sequence[grpc.aio.ClientInterceptor]:
+    """Interceptors that send the caller's story ids with every asyncio call.
+
+    ``grpc.aio.insecure_channel(target,
+    interceptors=narrative_async_client_interceptors())``. One interceptor per
+    kind of method, because a ``grpc.aio`` channel files each interceptor
+    under a single kind; together they cover all four. What they add is what
+    ``NarrativeClientInterceptor`` adds. A call's story is the one open where
+    the call is made.
+
+    .. versionadded:: 0.1.0
+    """
+    return [
+        kind(trace_context)
+        for kind in (
+            _AsyncUnaryUnary,
+            _AsyncUnaryStream,
+            _AsyncStreamUnary,
+            _AsyncStreamStream,
+        )
+    ]

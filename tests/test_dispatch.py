@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import pytest
@@ -146,3 +147,28 @@ def test_the_console_renderer_wants_stage_starts_only_when_it_shows_them() -> No
 
     assert ConsoleRenderer().wants_stage_started is False
     assert ConsoleRenderer(show_stage_starts=True).wants_stage_started is True
+
+
+@pytest.mark.allow_internal_errors
+def test_a_renderer_failing_on_every_event_cannot_flood_the_log(
+    internal_errors: list[logging.LogRecord],
+) -> None:
+    class Broken:
+        def handle(self, event: object) -> None:
+            raise OSError("disk full")
+
+    broken = Broken()
+    before = delivery_failures()
+
+    with story("Long", renderers=[broken]):
+        for _ in range(248):
+            with stage("S"):
+                pass
+
+    assert delivery_failures() - before == 2 + 2 * 248
+    # Ten in full (the first with its traceback), then one per hundred.
+    assert len(internal_errors) == 10 + 4
+    assert internal_errors[0].exc_info is not None
+    assert all(record.exc_info is None for record in internal_errors[1:])
+    assert "498 failure(s)" not in internal_errors[-1].getMessage()
+    assert "400 failure(s)" in internal_errors[-1].getMessage()

@@ -612,3 +612,22 @@ def test_a_story_continued_from_another_process_keeps_the_remote_ids() -> None:
     assert started["POST /orders"].parent_story_id == "a" * 32
     assert started["POST /orders"].root_story_id == "b" * 32
     assert started["DB"].root_story_id == "b" * 32
+
+
+def test_a_failure_names_the_index_of_the_stage_it_is_attributed_to() -> None:
+    with pytest.raises(ValueError), StoryRecorder("Batch") as recorder:
+        for item in range(3):
+            with stage("Process"):
+                if item == 2:
+                    raise ValueError("third item")
+
+    assert recorder.failures[0].stage_name == "Process"
+    assert recorder.failures[0].stage_index == 2
+
+
+def test_a_recorded_failure_at_a_named_stage_has_no_index() -> None:
+    with StoryRecorder("Saga") as recorder:
+        assert recorder.runtime is not None
+        recorder.runtime.record_failure(LookupError("x"), stage_name="Reserve")
+
+    assert recorder.failures[0].stage_index is None

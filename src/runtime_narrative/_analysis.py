@@ -244,6 +244,7 @@ def _failure_event(
     diagnostics: FailureDiagnostics,
     stage_name: str,
     depth: int,
+    stage_index: Optional[int],
     *,
     recorded: bool,
     rules: Optional[str],
@@ -284,6 +285,7 @@ def _failure_event(
         chain=tuple(link.to_dict() for link in diagnostics.chain),
         exception_group=diagnostics.group_members,
         recorded=recorded,
+        stage_index=stage_index,
     )
 
 
@@ -338,6 +340,7 @@ def build_failure_event(
             diagnostics,
             stage_name,
             depth,
+            runtime._attributed_index(exc, stage_name),
             recorded=recorded,
             rules=rules,
             llm=llm,
@@ -360,6 +363,7 @@ async def build_failure_event_async(
             diagnostics,
             stage_name,
             depth,
+            runtime._attributed_index(exc, stage_name),
             recorded=False,
             rules=rules,
             llm=llm,

@@ -45,21 +45,27 @@ def delivery_failures() -> int:
     return _failures
 
 
-_traced: set[int] = set()
+#: A renderer's first failures are each logged; after that, one in this many.
+LOG_EVERY_AFTER_FIRST = 100
+_LOGGED_IN_FULL = 10
+_failures_by_renderer: dict[int, int] = {}
 
 
 def report_renderer_error(renderer: object, event: object, exc: BaseException) -> None:
-    """Log a renderer's failure once and count the undelivered event.
+    """Count the undelivered event and log the renderer's failure.
 
-    The first failure of a renderer carries its traceback; later ones are a
-    single line, so a broken renderer does not flood the log.
+    The first failure of a renderer carries its traceback and the next few
+    are a line each; after ten, one line in every hundred says how many have
+    failed, so a broken renderer cannot flood the log. Every failure is
+    counted in ``delivery_failures()``.
     """
     global _failures
     with _failures_lock:
         _failures += 1
-        first = id(renderer) not in _traced
-        if first:
-            _traced.add(id(renderer))
+        count = _failures_by_renderer.get(id(renderer), 0) + 1
+        _failures_by_renderer[id(renderer)] = count
+    if count > _LOGGED_IN_FULL and count % LOG_EVERY_AFTER_FIRST:
+        return
     import logging  # only on this error path; logging is slow to import
 
     # Raised while the user's exception was being handled, the renderer's
@@ -67,13 +73,15 @@ def report_renderer_error(renderer: object, event: object, exc: BaseException) -
     # story to tell.
     exc.__suppress_context__ = True
     logging.getLogger("runtime_narrative").error(
-        "renderer %s failed on %s for story %r (%s: %s); the story goes on",
+        "renderer %s failed on %s for story %r (%s: %s; %d failure(s) of this"
+        " renderer so far); the story goes on",
         _name(renderer),
         type(event).__name__,
         getattr(event, "story_name", None),
         type(exc).__name__,
         exc,
-        exc_info=(type(exc), exc, exc.__traceback__) if first else None,
+        count,
+        exc_info=(type(exc), exc, exc.__traceback__) if count == 1 else None,
     )
 
 

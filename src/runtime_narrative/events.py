@@ -146,6 +146,9 @@ class FailureOccurred(_EventBase):
     """Added here: the members of an ExceptionGroup, as data."""
     recorded: bool = False
     """Added here: True when emitted by ``record_failure`` (nothing propagated)."""
+    stage_index: Optional[int] = None
+    """Added here: the failed stage's ``stage_index``, when the failure is
+    attributed to a stage this story ran (stage names may repeat)."""
 
 
 @dataclass(frozen=True, **_SLOTS)

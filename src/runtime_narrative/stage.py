@@ -181,7 +181,7 @@ class Stage(Scope):
         name: str = self.stage_name  # type: ignore[assignment]
         if isinstance(exc, Exception) and not _is_cancellation(exc):
             runtime._stage_done(name, "failed", duration, self.depth)
-            runtime._note_exception(exc, name, self.depth)
+            runtime._note_exception(exc, name, self.depth, self.stage_index)
         else:
             runtime._stage_done(name, "cancelled", duration, self.depth)
 

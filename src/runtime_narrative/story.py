@@ -115,7 +115,7 @@ class StoryRuntime:
         self._stages_closed = 0
         # Exceptions cannot be weakly referenced, so these hold them, bounded,
         # until the story closes.
-        self._pending: Optional[tuple[BaseException, str, int]] = None
+        self._pending: Optional[tuple[BaseException, str, int, Optional[int]]] = None
         self._reported: deque[BaseException] = deque(maxlen=8)
         self.failures_reported = 0
 
@@ -215,18 +215,31 @@ class StoryRuntime:
         self._stages_closed += 1
         self._timeline.append((name, status, duration))
 
-    def _note_exception(self, exc: BaseException, stage_name: str, depth: int) -> None:
+    def _note_exception(
+        self,
+        exc: BaseException,
+        stage_name: str,
+        depth: int,
+        stage_index: Optional[int] = None,
+    ) -> None:
         """Remember the innermost stage an exception crossed first."""
         pending = self._pending
         if pending is not None and pending[0] is exc:
             return
-        self._pending = (exc, stage_name, depth)
+        self._pending = (exc, stage_name, depth, stage_index)
 
     def _attribution(self, exc: BaseException) -> tuple[str, int]:
         pending = self._pending
         if pending is not None and pending[0] is exc:
             return pending[1], pending[2]
         return STORY_BODY, -1
+
+    def _attributed_index(self, exc: BaseException, stage_name: str) -> Optional[int]:
+        """The ``stage_index`` of the stage ``exc`` is attributed to, if known."""
+        pending = self._pending
+        if pending is not None and pending[0] is exc and pending[1] == stage_name:
+            return pending[3]
+        return None
 
     def stage_timeline(self) -> str:
         """``Load=completed (0.012s) | Insert=failed (0.003s)``, most recent last."""

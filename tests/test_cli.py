@@ -299,3 +299,36 @@ def test_the_cli_reads_postgresql(
     assert status == 0
     assert "✘ Remote" in out
     assert "ValueError: from the fleet" in out
+
+
+def test_a_story_failed_by_its_status_is_listed_with_its_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime_narrative.story import http_outcome
+
+    path = tmp_path / "stories.db"
+    record(path, "Nightly ETL")
+    renderer = SqliteStoryRenderer(path)
+    with story("Checkout", renderers=[renderer]) as parent:
+        with stage("Call Payments"):
+            with story("POST /pay", renderers=[renderer]) as child:
+                child.set_outcome(http_outcome(502))
+                child.mark_failed("HTTP 502")
+    renderer.close()
+
+    status, out, _ = run(capsys, "failures", "--db", str(path))
+    _, listing, _ = run(capsys, "failures", "--db", str(path), "--json")
+    _, shown, _ = run(capsys, "story", parent.story_id[:8], "--db", str(path))
+
+    assert status == 0
+    lines = out.splitlines()
+    assert len(lines) == 3
+    assert "POST /pay" in lines[1]
+    assert "502 Bad Gateway" in lines[1]
+    assert "Nightly ETL" in lines[2]
+    rows = json.loads(listing)
+    assert rows[0]["story_name"] == "POST /pay"
+    assert rows[0]["error_message"] == "502 Bad Gateway"
+    [sub_line] = [line for line in shown.splitlines() if "sub-story" in line]
+    assert "POST /pay" in sub_line
+    assert "502 Bad Gateway" in sub_line

@@ -56,6 +56,40 @@ def test_malformed_header_is_ignored_or_loses_only_the_bad_part(
     assert parsed is None or parsed == ("abc", "abc")
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("abc,def", ("abc", "abc")),
+        ("abc;root=r1, def;root=r2", ("abc", "r1")),
+        ("<bad>, def;root=r2", ("def", "r2")),
+        ("abc;root=r1;root=r2", ("abc", "r1")),
+        ("abc;root=<bad>;root=r2", ("abc", "r2")),
+    ],
+)
+def test_header_merged_by_a_proxy_takes_the_first_valid_value(
+    value: str, expected: tuple[str, str]
+) -> None:
+    assert parse_story_header(value) == expected
+
+
+def test_request_with_a_merged_header_continues_the_first_story() -> None:
+    from starlette.testclient import TestClient
+
+    recorder = StoryRecorder()
+    app = FastAPI()
+    app.add_middleware(RuntimeNarrativeMiddleware, renderers=[recorder])
+
+    @app.get("/ping")
+    def ping() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    with TestClient(app) as client:
+        client.get("/ping", headers={STORY_HEADER: "p1;root=r1,p2;root=r2"})
+
+    [started] = recorder.stories_started
+    assert (started.parent_story_id, started.root_story_id) == ("p1", "r1")
+
+
 def test_parent_is_read_from_a_mapping_or_from_asgi_pairs() -> None:
     expected = {"parent_story_id": "p1", "root_story_id": "r1"}
 

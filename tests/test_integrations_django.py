@@ -37,7 +37,13 @@ if not settings.configured:
     django.setup()
 
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.exceptions import (  # noqa: E402
+    BadRequest,
+    PermissionDenied,
+    SuspiciousOperation,
+)
 from django.http import (  # noqa: E402
+    Http404,
     HttpRequest,
     HttpResponse,
     JsonResponse,
@@ -111,6 +117,23 @@ def item(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(slug)
 
 
+CLIENT_ERRORS: dict[str, tuple[type[Exception], int]] = {
+    "missing": (Http404, 404),
+    "denied": (PermissionDenied, 403),
+    "suspicious": (SuspiciousOperation, 400),
+    "bad": (BadRequest, 400),
+}
+
+
+def client_error(request: HttpRequest, kind: str) -> HttpResponse:
+    raise CLIENT_ERRORS[kind][0](f"view says {kind}")
+
+
+async def async_client_error(request: HttpRequest, kind: str) -> HttpResponse:
+    await asyncio.sleep(0)
+    raise CLIENT_ERRORS[kind][0](f"async view says {kind}")
+
+
 urlpatterns = [
     path("orders/<int:order_id>/", order),
     path("async/orders/<int:order_id>/", async_order),
@@ -120,6 +143,8 @@ urlpatterns = [
     path("health/", health),
     path("stream/", stream),
     path("async/stream/", async_stream),
+    path("raises/<str:kind>/", client_error),
+    path("async/raises/<str:kind>/", async_client_error),
     path("api/", include([path("items/<slug:slug>/", item)])),
 ]
 
@@ -205,6 +230,72 @@ def test_skip_if_from_settings_lets_a_request_through(recorder: StoryRecorder) -
 
     assert response.content == b"ok"
     assert recorder.events == []
+
+
+@both_middlewares
+@pytest.mark.parametrize("kind", sorted(CLIENT_ERRORS))
+@pytest.mark.parametrize("prefix", ["", "/async"], ids=["sync-view", "async-view"])
+def test_raised_client_error_succeeds_with_its_outcome(
+    recorder: StoryRecorder, middleware: str, kind: str, prefix: str
+) -> None:
+    with override_settings(MIDDLEWARE=[middleware]):
+        response = Client().get(f"{prefix}/raises/{kind}/")
+
+    status = CLIENT_ERRORS[kind][1]
+    assert response.status_code == status
+    assert recorder.failures == []
+    [completed] = recorder.stories_completed
+    assert (completed.success, completed.status) == (True, "success")
+    assert completed.outcome is not None
+    assert completed.outcome.startswith(f"{status} ")
+
+
+async def test_raised_client_error_under_the_async_client(
+    recorder: StoryRecorder,
+) -> None:
+    response = await AsyncClient().get("/async/raises/missing/")
+
+    assert response.status_code == 404
+    assert recorder.failures == []
+    [completed] = recorder.stories_completed
+    assert (completed.success, completed.outcome) == (True, "404 Not Found")
+
+
+def _broken_skip_if(request: HttpRequest) -> bool:
+    raise RuntimeError("skip_if is broken")
+
+
+@both_middlewares
+@pytest.mark.allow_internal_errors
+def test_skip_if_that_raises_narrates_the_request(
+    recorder: StoryRecorder, middleware: str, internal_errors: list[Any]
+) -> None:
+    config = {"renderers": [recorder], "skip_if": _broken_skip_if}
+    with override_settings(MIDDLEWARE=[middleware], RUNTIME_NARRATIVE=config):
+        client = Client()
+        first = client.get("/orders/7/")
+        second = client.get("/orders/8/")
+
+    assert (first.json(), second.json()) == ({"id": 7}, {"id": 8})
+    assert [e.success for e in recorder.stories_completed] == [True, True]
+    [record] = internal_errors
+    assert "skip_if" in record.getMessage()
+    assert record.exc_info is not None
+    assert "skip_if is broken" in str(record.exc_info[1])
+
+
+@pytest.mark.allow_internal_errors
+async def test_skip_if_that_raises_narrates_an_async_request(
+    recorder: StoryRecorder, internal_errors: list[Any]
+) -> None:
+    config = {"renderers": [recorder], "skip_if": _broken_skip_if}
+    with override_settings(RUNTIME_NARRATIVE=config):
+        response = await AsyncClient().get("/async/orders/5/")
+
+    assert response.json() == {"id": 5}
+    [completed] = recorder.stories_completed
+    assert completed.success is True
+    assert len(internal_errors) == 1
 
 
 @both_middlewares

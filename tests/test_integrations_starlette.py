@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -23,7 +25,9 @@ from runtime_narrative import (
     StoryRecorder,
     stage,
 )
+from runtime_narrative._context import current_scope
 from runtime_narrative.integrations.starlette import RuntimeNarrativeMiddleware
+from runtime_narrative.story import StoryRuntime
 
 
 class OrderError(Exception):
@@ -318,3 +322,193 @@ async def test_concurrent_requests_on_a_real_server_are_separate_stories() -> No
         [number] = {name.split()[1] for name in names}
         assert names == {f"Work {number}", f"Finish {number}"}
     assert all(event.success for event in recorder.stories_completed)
+
+
+# -- a skip_if that raises ------------------------------------------------------
+
+
+def _broken_skip_if(request: Request) -> bool:
+    raise RuntimeError("skip_if is broken")
+
+
+@pytest.mark.allow_internal_errors
+def test_skip_if_that_raises_narrates_the_request(
+    internal_errors: list[logging.LogRecord],
+) -> None:
+    recorder = StoryRecorder()
+
+    with TestClient(make_app(recorder, skip_if=_broken_skip_if)) as client:
+        first = client.get("/orders/1")
+        second = client.get("/health")
+
+    assert (first.status_code, first.json()) == (200, {"id": 1})
+    assert (second.status_code, second.json()) == (200, "ok")
+    assert [e.success for e in recorder.stories_completed] == [True, True]
+    [record] = internal_errors
+    assert record.levelno == logging.ERROR
+    assert "skip_if" in record.getMessage()
+    assert record.exc_info is not None
+    assert "skip_if is broken" in str(record.exc_info[1])
+
+
+# -- wrapped from outside ---------------------------------------------------------
+
+
+def _plain_starlette_app() -> Starlette:
+    async def item(request: Request) -> Response:
+        return PlainTextResponse(request.path_params["item_id"])
+
+    return Starlette(
+        routes=[
+            Route("/items/{item_id}", item),
+            Mount("/api", routes=[Route("/things/{thing_id:int}", item_thing)]),
+        ]
+    )
+
+
+async def item_thing(request: Request) -> Response:
+    return PlainTextResponse(str(request.path_params["thing_id"]))
+
+
+def _fastapi_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str) -> str:
+        return item_id
+
+    return app
+
+
+@pytest.mark.parametrize("build", [_plain_starlette_app, _fastapi_app])
+def test_wrapping_from_outside_names_stories_by_route_template(
+    build: object,
+) -> None:
+    recorder = StoryRecorder()
+    inner = build()  # type: ignore[operator]
+    app = RuntimeNarrativeMiddleware(inner, renderers=[recorder])
+
+    with TestClient(app) as client:
+        response = client.get("/items/blue-mug")
+
+    assert response.status_code == 200
+    [started] = recorder.stories_started
+    assert started.story_name == "GET /items/{item_id}"
+
+
+def test_wrapping_from_outside_on_a_real_server_both_ways() -> None:
+    outside, inside = StoryRecorder(), StoryRecorder()
+    wrapped = RuntimeNarrativeMiddleware(_plain_starlette_app(), renderers=[outside])
+    added = _plain_starlette_app()
+    added.add_middleware(RuntimeNarrativeMiddleware, renderers=[inside])
+
+    for app in (wrapped, added):
+        with serve(app) as url, httpx.Client(base_url=url) as client:
+            assert client.get("/items/7").text == "7"
+            assert client.get("/api/things/3").text == "3"
+            assert client.get("/nowhere/9").status_code == 404
+
+    for recorder in (outside, inside):
+        names = [event.story_name for event in recorder.stories_started]
+        assert names == [
+            "GET /items/{item_id}",
+            "GET /api/things/{thing_id:int}",
+            "GET /nowhere/9",
+        ]
+
+
+# -- a client that disconnects mid-stream -----------------------------------------
+
+
+def _endless_stream_app(recorder: StoryRecorder, started: list[object]) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(RuntimeNarrativeMiddleware, renderers=[recorder])
+
+    @app.get("/endless")
+    async def endless() -> StreamingResponse:
+        scope = current_scope.get()
+        assert scope is not None
+        started.append(scope.runtime)
+
+        async def body() -> AsyncIterator[bytes]:
+            with stage("First Chunk"):
+                yield b"first\n"
+            with stage("Wait For More"):
+                started.append("waiting")
+                await asyncio.Event().wait()  # only a disconnect ends this
+                yield b"never\n"
+
+        return StreamingResponse(body(), media_type="text/plain")
+
+    return app
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def test_client_disconnect_mid_stream_cancels_the_story() -> None:
+    recorder = StoryRecorder()
+    waiting: list[object] = []
+
+    with serve(_endless_stream_app(recorder, waiting)) as url:
+        with httpx.Client(base_url=url) as client:
+            with client.stream("GET", "/endless") as response:
+                first = next(response.iter_lines())
+                _wait_for(lambda: len(waiting) == 2)
+        _wait_for(lambda: bool(recorder.stories_completed))
+
+    assert first == "first"
+    [completed] = recorder.stories_completed
+    assert (completed.success, completed.status) == (False, "cancelled")
+    assert completed.outcome == "200 OK"
+    assert recorder.failures == []
+    started = [event.stage_name for event in recorder.stages_started]
+    assert started == ["First Chunk", "Wait For More"]
+    # The stage open when the client left was ended, as cancelled.
+    runtime = waiting[0]
+    assert isinstance(runtime, StoryRuntime)
+    timeline = runtime.stage_timeline()
+    assert "First Chunk=completed" in timeline
+    assert "Wait For More=cancelled" in timeline
+
+
+async def test_send_failing_with_oserror_cancels_the_story() -> None:
+    # An ASGI 2.4 server raises OSError from send() once the client is gone.
+    recorder = StoryRecorder()
+    app = _endless_stream_app(recorder, [])
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/endless",
+        "raw_path": b"/endless",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body" and sent:
+            raise OSError("connection reset by peer")
+        sent.append(message)
+
+    with pytest.raises(Exception) as caught:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    assert type(caught.value).__name__ in {"ClientDisconnect", "OSError"}
+    [completed] = recorder.stories_completed
+    assert (completed.success, completed.status) == (False, "cancelled")
+    assert recorder.failures == []

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,14 @@ from typing import Any
 import pytest
 
 from _pg import postgres_schema  # noqa: F401 - a fixture
-from runtime_narrative import LLMAnalysisReady, stage, story
+from runtime_narrative import (
+    FailureOccurred,
+    LLMAnalysisReady,
+    StageStarted,
+    StoryRecorder,
+    stage,
+    story,
+)
 from runtime_narrative.renderers._store import SCHEMA_VERSION, StoryReader
 from runtime_narrative.renderers.sqlite import SqliteStoryRenderer, open_sqlite_reader
 
@@ -421,3 +429,94 @@ def test_the_file_uses_wal_mode(tmp_path: Path) -> None:
 
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# -- failures find their stage by index; text the database cannot encode -------
+
+
+def _stage_rows(store: Backend, story_id: str) -> list[tuple[Any, ...]]:
+    reader = store.reader()
+    try:
+        stored = reader.story(story_id)
+    finally:
+        reader.close()
+    return [
+        (s["stage_index"], s["stage_name"], s["completed"], s["failed"])
+        for s in stored.stages
+    ]
+
+
+def _a_real_failure() -> FailureOccurred:
+    recorder = StoryRecorder()
+    with pytest.raises(ValueError), story("Sync", renderers=[recorder]):
+        with stage("Fetch"):
+            raise ValueError("upstream said no")
+    [failure] = recorder.failures
+    return failure
+
+
+@pytest.mark.parametrize("recorded", [False, True], ids=["raised", "recorded"])
+def test_a_failure_marks_the_stage_of_its_index_when_names_repeat(
+    store: Backend, recorded: bool
+) -> None:
+    renderer = store.renderer()
+    now = datetime.now(timezone.utc)
+    story_id = "repeat-" + ("r" if recorded else "x")
+    for index in range(3):  # three open stages of one name: attempts, nesting
+        renderer.handle(
+            StageStarted(story_id, "Fetch", now, index, story_name="Sync", depth=index)
+        )
+    failure = replace(
+        _a_real_failure(),
+        story_id=story_id,
+        stage_name="Fetch",
+        stage_index=1,
+        recorded=recorded,
+    )
+
+    renderer.handle(failure)
+    renderer.flush(10)
+
+    assert _stage_rows(store, story_id) == [
+        (0, "Fetch", 0, 0),
+        (1, "Fetch", 0, 1),
+        (2, "Fetch", 0, 0),
+    ]
+    renderer.close()
+
+
+def test_a_failure_without_an_index_still_marks_its_stage_by_name(
+    store: Backend,
+) -> None:
+    renderer = store.renderer()
+    now = datetime.now(timezone.utc)
+    renderer.handle(StageStarted("by-name", "Fetch", now, 0, story_name="Sync"))
+    renderer.handle(StageStarted("by-name", "Parse", now, 1, story_name="Sync"))
+
+    renderer.handle(replace(_a_real_failure(), story_id="by-name", stage_index=None))
+    renderer.flush(10)
+
+    assert _stage_rows(store, "by-name") == [(0, "Fetch", 0, 1), (1, "Parse", 0, 0)]
+    renderer.close()
+
+
+def test_a_story_named_with_a_lone_surrogate_keeps_every_event(
+    store: Backend,
+) -> None:
+    renderer = store.renderer()
+    name = "GET /u/\udcff"
+
+    with pytest.raises(ValueError), story(name, renderers=[renderer]) as runtime:
+        with stage("Look Up \udcfe"):
+            raise ValueError("no user \udcff")
+    renderer.close()
+
+    reader = store.reader()
+    stored = reader.story(runtime.story_id)
+    reader.close()
+    assert stored.story["name"] == "GET /u/\\udcff"
+    assert stored.story["status"] == "failed"
+    assert [s["stage_name"] for s in stored.stages] == ["Look Up \\udcfe"]
+    [failure] = stored.failures
+    assert failure["error_message"] == "no user \\udcff"
+    assert failure["stage_name"] == "Look Up \\udcfe"

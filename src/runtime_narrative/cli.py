@@ -326,13 +326,21 @@ def _cmd_failures(args: argparse.Namespace) -> int:
             str(row["story_id"])[:_SHORT_ID],
             _cut(row["story_name"] or "?", 28),
             _cut(_stage_label(row["stage_name"]), 28),
-            _cut(f"{row['error_type']}: {row['error_message']}", 60),
+            _cut(_error_label(row), 60),
         ]
         for row in rows
     ]
     header = ["WHEN (UTC)", "STORY", "NAME", "STAGE", "ERROR"]
     sys.stdout.write(_table(table, header, style))
     return 0
+
+
+def _error_label(row: dict[str, Any]) -> str:
+    """``"Type: message"``; the outcome alone for a story failed by its status."""
+    error_type, message = row.get("error_type"), row.get("error_message")
+    if not error_type:
+        return str(message or "failed")
+    return f"{error_type}: {message}"
 
 
 def _filters_note(args: argparse.Namespace) -> str:
@@ -467,10 +475,12 @@ def _stage_tree(stored: StoredStory, style: _Style, level: int) -> list[str]:
 def _sub_story_lines(child: StoredStory, style: _Style, level: int) -> list[str]:
     pad = "  " * level
     story = child.story
+    outcome = story.get("outcome")
+    shown = f"  {outcome}" if outcome and not story.get("success") else ""
     head = (
         f"{pad}{style.sub} sub-story {style.bold(str(story.get('name') or '?'))}"
         f"  [{str(story['story_id'])[:_SHORT_ID]}]  {_status(story, style)}"
-        f"  {_seconds(story.get('duration_seconds'))}"
+        f"{shown}  {_seconds(story.get('duration_seconds'))}"
     )
     return [head, *_stage_tree(child, style, level)]
 

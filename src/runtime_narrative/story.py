@@ -94,6 +94,7 @@ class StoryRuntime:
         self.total_stages = total_stages
         self.outcome = ""
         self.failure_reason: Optional[str] = None
+        self.cancel_reason: Optional[str] = None
         self.success: Optional[bool] = None
         self.started_at = _now()
         self.duration_seconds: Optional[float] = None
@@ -179,6 +180,20 @@ class StoryRuntime:
         separately with ``set_outcome``.
         """
         self.failure_reason = str(reason)
+
+    def mark_cancelled(self, reason: str) -> None:
+        """End the story as cancelled although no cancellation leaves it.
+
+        For work abandoned from outside without a crash, such as an HTTP
+        client that disconnects while its response is streamed: the block
+        may exit normally, yet StoryCompleted gets ``success=False`` and
+        status ``cancelled``, and no FailureOccurred is emitted. ``reason``
+        is kept as ``cancel_reason``. A failure (an exception, or
+        ``mark_failed``) takes precedence.
+
+        .. versionadded:: 0.1.0
+        """
+        self.cancel_reason = str(reason)
 
     def suspend(self) -> None:
         """End this run of the story without ending the story.
@@ -780,6 +795,8 @@ def _completed_event(
     success, status = _status_of(exc)
     if success and runtime.failure_reason is not None:
         success, status = False, "failed"
+    elif success and runtime.cancel_reason is not None:
+        success, status = False, "cancelled"
     if isinstance(exc, Exception) and runtime.dry_run and status == "failed":
         # A dry run suppresses stage bodies only; an error outside any stage
         # still fails the story.

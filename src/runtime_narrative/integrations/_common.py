@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 from collections.abc import Iterable
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from runtime_narrative.diagnostics.config import FailureDiagnosticsConfig
 from runtime_narrative.dispatch import Dispatcher
 
-__all__ = ["default_web_renderers", "is_server_error", "story_options"]
+__all__ = ["SkipIf", "default_web_renderers", "is_server_error", "story_options"]
+
+_logger = logging.getLogger("runtime_narrative")
 
 
 def default_web_renderers() -> list[object]:
@@ -61,3 +65,42 @@ def story_options(
 
 def is_server_error(status_code: int) -> bool:
     return status_code >= 500
+
+
+class SkipIf:
+    """A user's ``skip_if`` callable, made safe to call for every request.
+
+    A ``skip_if`` that raises must not break the host application: the
+    request then goes on with a story, as if it had not been skipped. The
+    first error is logged at ERROR on the ``runtime_narrative`` logger, with
+    its traceback; later ones at DEBUG, so a broken predicate cannot flood
+    the log.
+    """
+
+    __slots__ = ("_function", "_lock", "_reported")
+
+    def __init__(self, function: Optional[Callable[[Any], Any]]) -> None:
+        self._function = function
+        self._lock = threading.Lock()
+        self._reported = False
+
+    def __bool__(self) -> bool:
+        return self._function is not None
+
+    def __call__(self, request: Any) -> bool:
+        function = self._function
+        if function is None:
+            return False
+        try:
+            return bool(function(request))
+        except Exception:
+            with self._lock:
+                first, self._reported = not self._reported, True
+            if first:
+                _logger.exception(
+                    "skip_if raised; the request is narrated as if not skipped"
+                    " (later errors of this skip_if are logged at DEBUG)"
+                )
+            else:
+                _logger.debug("skip_if raised again", exc_info=True)
+            return False

@@ -57,21 +57,31 @@ def parse_story_header(value: Union[str, bytes, None]) -> Optional[tuple[str, st
     """``(parent_story_id, root_story_id)`` from a header value, or None.
 
     A malformed value is ignored (None), never an error: it came from outside.
+    A proxy may merge repeated headers into one, separated by commas: the
+    first value that parses is taken. Of repeated ``root=`` parameters the
+    first valid one counts.
     """
     if value is None:
         return None
     if isinstance(value, bytes):
         value = value.decode("latin-1")
+    for candidate in value.split(","):
+        parsed = _parse_one(candidate)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def _parse_one(value: str) -> Optional[tuple[str, str]]:
     parent, _, rest = value.strip().partition(";")
     parent = parent.strip()
     if not _ID.fullmatch(parent):
         return None
-    root = parent
     for item in rest.split(";"):
         key, _, candidate = item.strip().partition("=")
         if key.strip() == "root" and _ID.fullmatch(candidate.strip()):
-            root = candidate.strip()
-    return parent, root
+            return parent, candidate.strip()
+    return parent, parent
 
 
 def _header_value(headers: HeaderSource) -> Union[str, bytes, None]:

@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from runtime_narrative.story import Story, StoryRuntime, http_outcome, story
 
-from ._common import story_options
+from ._common import SkipIf, story_options
 from ._propagation import story_parent_from_headers
 
 __all__ = ["RuntimeNarrativeDjangoMiddleware", "RuntimeNarrativeDjangoSyncMiddleware"]
@@ -59,14 +59,14 @@ class RuntimeNarrativeDjangoSyncMiddleware:
             config.get("runtime_environment", config.get("environment")),
             __name__,
         )
-        self._skip_if: Optional[Callable[[Any], bool]] = config.get("skip_if")
+        self._skip_if = SkipIf(config.get("skip_if"))
 
     def process_exception(self, request: Any, exception: Exception) -> None:
         """Remember the view's exception; Django goes on handling it."""
         setattr(request, _EXCEPTION_ATTRIBUTE, exception)
 
     def __call__(self, request: Any) -> Any:
-        if self._skip_if is not None and self._skip_if(request):
+        if self._skip_if(request):
             return self.get_response(request)
         # The story lives in a context of its own, so it cannot outlive the
         # request in this (reused) thread, yet can be resumed while a
@@ -127,7 +127,7 @@ class RuntimeNarrativeDjangoMiddleware(RuntimeNarrativeDjangoSyncMiddleware):
         return super().__call__(request)
 
     async def _acall(self, request: Any) -> Any:
-        if self._skip_if is not None and self._skip_if(request):
+        if self._skip_if(request):
             return await self.get_response(request)
         narrative = self._open(request)
         runtime = await narrative.__aenter__()
@@ -170,11 +170,19 @@ def _route(request: Any) -> str:
 def _note_response(
     runtime: StoryRuntime, request: Any, response: Any
 ) -> Optional[BaseException]:
-    """Set the outcome; return the view exception Django turned into it."""
+    """Set the outcome; return the view exception to fail the story with.
+
+    Only an exception that Django turned into a 5xx response fails the story.
+    One it answered with a 4xx (Http404, PermissionDenied, BadRequest,
+    SuspiciousOperation) is the client's error, like a returned 404: the
+    story succeeds with that outcome.
+    """
     status_code = int(getattr(response, "status_code", 200))
     runtime.set_outcome(http_outcome(status_code))
     exc: Optional[BaseException] = request.__dict__.pop(_EXCEPTION_ATTRIBUTE, None)
-    if exc is None and status_code >= 500:
+    if status_code < 500:
+        return None
+    if exc is None:
         runtime.mark_failed(f"HTTP {status_code}")
     return exc
 

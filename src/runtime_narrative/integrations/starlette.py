@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from runtime_narrative.story import http_outcome, story
 
-from ._common import story_options
+from ._common import SkipIf, story_options
 from ._propagation import story_parent_from_headers
 
 __all__ = ["RuntimeNarrativeMiddleware"]
@@ -69,6 +69,7 @@ class RuntimeNarrativeMiddleware:
     ) -> None:
         self.app = app
         self.skip_if = skip_if
+        self._skip_if = SkipIf(skip_if)
         self.propagate_trace_context = propagate_trace_context
         self._options = story_options(
             renderers, failure_analyzer, runtime_environment, __name__
@@ -78,7 +79,7 @@ class RuntimeNarrativeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.skip_if is not None and self.skip_if(Request(scope)):
+        if self._skip_if and self._skip_if(Request(scope)):
             await self.app(scope, receive, send)
             return
 
@@ -92,45 +93,100 @@ class RuntimeNarrativeMiddleware:
                 _detach_trace_context(token)
 
     async def _run_story(self, scope: Scope, receive: Receive, send: Send) -> None:
-        template, module = _route_template(scope)
+        template, module = _route_template(scope, self.app)
         name = f"{scope['method']} {template}"
         options = dict(self._options)
         if module is not None:
             options["module"] = module
         options.update(story_parent_from_headers(scope["headers"]))
         status_code: Optional[int] = None
+        response_complete = False
+        disconnected = False
+
+        async def receive_and_note_disconnect() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                disconnected = True
+            return message
 
         async def send_and_note_status(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
+            nonlocal status_code, response_complete, disconnected
+            kind = message.get("type")
+            if kind == "http.response.start":
                 status_code = int(message["status"])
-            await send(message)
+            elif kind == "http.response.body" and not message.get("more_body"):
+                response_complete = True
+            try:
+                await send(message)
+            except OSError:  # ASGI 2.4: the client has gone
+                disconnected = True
+                raise
 
+        gone: Optional[BaseException] = None
         async with story(name, **options) as runtime:
             try:
-                await self.app(scope, receive, send_and_note_status)
-            except Exception:
-                # Starlette's error middleware, outside this one, answers 500.
-                runtime.set_outcome(http_outcome(status_code or 500))
-                raise
+                await self.app(scope, receive_and_note_disconnect, send_and_note_status)
+            except Exception as exc:
+                if not (disconnected or _is_client_disconnect(exc)):
+                    # Starlette's error middleware, outside this one, answers
+                    # 500.
+                    runtime.set_outcome(http_outcome(status_code or 500))
+                    raise
+                # The client left: not a crash of the app. The story ends
+                # cancelled and the exception goes on to the server.
+                disconnected, gone = True, exc
             if status_code is not None:
                 runtime.set_outcome(http_outcome(status_code))
                 if status_code >= 500:
                     runtime.mark_failed(f"HTTP {status_code}")
+            if disconnected and not response_complete:
+                runtime.mark_cancelled("client disconnected")
+        if gone is not None:
+            raise gone
 
 
-def _route_template(scope: Scope) -> tuple[str, Optional[str]]:
+def _is_client_disconnect(exc: BaseException) -> bool:
+    try:
+        from starlette.requests import ClientDisconnect
+    except ImportError:  # pragma: no cover - present since Starlette 0.13
+        return False
+    return isinstance(exc, ClientDisconnect)
+
+
+def _route_template(scope: Scope, inner: object = None) -> tuple[str, Optional[str]]:
     """The matching route's path template and its endpoint's module.
 
     The middleware runs before routing, so the app's routes are matched here
     the way the router will match them; the raw path is used when none does.
+    The routes are those of ``scope["app"]``, which Starlette sets when the
+    middleware runs inside it, or else those found by walking down from the
+    wrapped app (``app = RuntimeNarrativeMiddleware(starlette_app)``).
     """
-    app = scope.get("app")
-    routes = getattr(getattr(app, "router", None), "routes", None)
+    routes = _routes_of(scope.get("app"))
+    if routes is None:
+        routes = _routes_of(inner)
     found = _match_routes(routes, scope, "") if routes else None
     if found is not None:
         return found
     return scope.get("path") or "/", None
+
+
+def _routes_of(app: object) -> Optional[Sequence[Any]]:
+    """The routes of a Starlette app, router, or of the app some wrappers in."""
+    seen: set[int] = set()
+    current = app
+    while current is not None and id(current) not in seen and len(seen) < 32:
+        seen.add(id(current))
+        router = getattr(current, "router", None)
+        routes = getattr(router, "routes", None)
+        if isinstance(routes, Sequence):
+            return routes
+        routes = getattr(current, "routes", None)
+        if isinstance(routes, Sequence) and not isinstance(routes, (str, bytes)):
+            return routes
+        current = getattr(current, "app", None)
+    return None
 
 
 def _match_routes(

@@ -272,7 +272,29 @@ Statement = tuple[str, tuple[Any, ...]]
 
 
 def statements_for(dialect: Dialect, event: object) -> list[Statement]:
-    """The SQL that records ``event``; empty for events a store does not keep."""
+    """The SQL that records ``event``; empty for events a store does not keep.
+
+    Text that cannot be encoded as UTF-8 (a lone surrogate, as from a path
+    decoded with ``surrogateescape``) is stored with the surrogates escaped
+    (``\\udcff``) rather than losing the row.
+    """
+    return [
+        (sql, tuple(_encodable(value) for value in params))
+        for sql, params in _statements_for(dialect, event)
+    ]
+
+
+def _encodable(value: Any) -> Any:
+    if not isinstance(value, str) or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _statements_for(dialect: Dialect, event: object) -> list[Statement]:
     t = dialect.time_param
     if isinstance(event, StageStarted):
         return [
@@ -298,7 +320,7 @@ def statements_for(dialect: Dialect, event: object) -> list[Statement]:
                 " parent_stage_name, depth, completed_at, duration_seconds,"
                 " completed, failed) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0)"
                 " ON CONFLICT (story_id, stage_index) DO UPDATE SET completed = 1,"
-                " completed_at = excluded.completed_at,"
+                " failed = 0, completed_at = excluded.completed_at,"
                 " duration_seconds = excluded.duration_seconds",
                 (
                     event.story_id,
@@ -405,7 +427,18 @@ def _failure(dialect: Dialect, event: FailureOccurred) -> list[Statement]:
             ),
         )
     ]
-    if not event.recorded:
+    # The failed stage is named by its index when the failure knows it: stage
+    # names repeat. A recorded failure (a Celery retry's attempt) marks the
+    # stage too, if the stage has not completed.
+    if event.stage_index is not None:
+        statements.append(
+            (
+                "UPDATE stages SET failed = 1 WHERE story_id = ? AND stage_index = ?"
+                " AND completed = 0",
+                (event.story_id, event.stage_index),
+            )
+        )
+    else:
         statements.append(
             (
                 "UPDATE stages SET failed = 1 WHERE story_id = ? AND stage_name = ?"
@@ -742,19 +775,32 @@ class StoryReader:
         stage: Optional[str] = None,
         story: Optional[str] = None,
     ) -> list[dict[str, Any]]:
-        """The most recent failures, newest first."""
+        """The most recent failures, newest first.
+
+        A story that failed without a failure row (an HTTP 5xx response, a
+        gRPC error status: ``mark_failed``) is listed too, with its outcome
+        (``"502 Bad Gateway"``) as the error message and stage ``<story>``.
+        """
         where: list[str] = []
+        story_where: list[str] = []
         params: list[Any] = []
+        story_params: list[Any] = []
         if stage:
             where.append("LOWER(f.stage_name) LIKE LOWER(CAST(? AS TEXT))")
             params.append(like_pattern(stage))
+            story_where.append("LOWER('<story>') LIKE LOWER(CAST(? AS TEXT))")
+            story_params.append(like_pattern(stage))
         if story:
             where.append("LOWER(COALESCE(s.name, '')) LIKE LOWER(CAST(? AS TEXT))")
             params.append(like_pattern(story))
+            story_where.append(
+                "LOWER(COALESCE(s.name, '')) LIKE LOWER(CAST(? AS TEXT))"
+            )
+            story_params.append(like_pattern(story))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
+        story_clause = "".join(f" AND {item}" for item in story_where)
         key = self.dialect.failure_key
-        params.append(last)
-        return self._query(
+        rows = self._query(
             "SELECT f.story_id, s.name AS story_name, f.stage_name, f.error_type,"
             " f.error_message, f.filename, f.lineno, f.llm_analysis,"
             " f.rules_analysis, f.recorded,"
@@ -764,8 +810,45 @@ class StoryReader:
             " ORDER BY (COALESCE(f.occurred_at, s.completed_at) IS NULL),"
             f" COALESCE(f.occurred_at, s.completed_at) DESC, f.{key} DESC"
             " LIMIT ?",
-            params,
+            [*params, last],
         )
+        unexplained = self._query(
+            "SELECT s.story_id, s.name AS story_name, s.error_type, s.outcome,"
+            " s.status, s.completed_at AS occurred_at"
+            " FROM stories s WHERE s.success = 0 AND s.status = 'failed'"
+            " AND NOT EXISTS (SELECT 1 FROM failures f"
+            " WHERE f.story_id = s.story_id)"
+            f"{story_clause}"
+            " ORDER BY (s.completed_at IS NULL), s.completed_at DESC LIMIT ?",
+            [*story_params, last],
+        )
+        for row in unexplained:
+            rows.append(
+                {
+                    "story_id": row["story_id"],
+                    "story_name": row["story_name"],
+                    "stage_name": "<story>",
+                    "error_type": row.get("error_type") or "",
+                    "error_message": row.get("outcome") or "failed",
+                    "filename": None,
+                    "lineno": None,
+                    "llm_analysis": None,
+                    "rules_analysis": None,
+                    "recorded": 0,
+                    "occurred_at": row["occurred_at"],
+                }
+            )
+        if unexplained:
+            oldest = datetime.min.replace(tzinfo=timezone.utc)
+
+            def newest_first(row: dict[str, Any]) -> datetime:
+                when = row.get("occurred_at")
+                if not isinstance(when, datetime):
+                    return oldest
+                return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+            rows.sort(key=newest_first, reverse=True)
+        return rows[:last]
 
     def resolve(self, prefix: str) -> str:
         """The one story id starting with ``prefix``; StoreError otherwise."""
